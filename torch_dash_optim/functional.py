@@ -1,0 +1,182 @@
+r"""Pure tensor math of DASH: per-unit cosine factors and the in-place shrink.
+
+Nothing here knows about modules or optimizers. A tensor is split into *units*, and each unit
+gets one factor
+
+.. math::
+
+    s_u = \operatorname{clamp}\bigl(\cos(w_u, d_u),\ \lambda,\ 1\bigr),
+    \qquad
+    \cos(a, b) = \frac{\langle a, b\rangle}{\max(\lVert a\rVert, \epsilon)\,\max(\lVert b\rVert, \epsilon)}
+
+where :math:`d` is the gathered direction (the negative gradient) and :math:`\epsilon = 10^{-8}`,
+the semantics of :func:`torch.nn.functional.cosine_similarity`: a zero direction gives a
+cosine of 0, so the factor is :math:`\lambda`.
+
+A unit is described by ``dims``, the dimensions that are reduced to get one number per unit.
+Factors keep those dimensions with size 1, so they broadcast against the tensor whatever its
+memory layout (channels_last and other non-contiguous tensors need no copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "COSINE_EPS",
+    "GRANULARITIES",
+    "cosine_per_unit",
+    "dash_factors",
+    "shrink_",
+    "unit_dims",
+]
+
+#: The ``eps`` of :func:`torch.nn.functional.cosine_similarity`, which the authors' code uses.
+COSINE_EPS: float = 1e-8
+
+#: The ways a weight can be split into units (see :func:`unit_dims`).
+GRANULARITIES: tuple[str, ...] = ("kernel", "neuron", "tensor")
+
+
+def unit_dims(ndim: int, granularity: str = "kernel") -> tuple[int, ...]:
+    """Return the dimensions reduced to get one factor per unit of a weight.
+
+    Parameters
+    ----------
+    ndim:
+        Number of dimensions of the weight (at least 1).
+    granularity:
+        ``"kernel"``: one unit per ``(out, in)`` kernel slice of a Conv weight
+        (``ndim >= 3``) and one per output row of a Linear weight (``ndim == 2``), as in the
+        paper. ``"neuron"``: one unit per slice along dim 0 (an output filter or row).
+        ``"tensor"``: the whole tensor is one unit. A 1-D tensor (a bias) is always one unit.
+
+    Returns
+    -------
+    tuple of int
+        The dimensions to reduce over.
+
+    Examples
+    --------
+    >>> unit_dims(4)                # Conv2d weight (out, in, kh, kw): per kernel slice
+    (2, 3)
+    >>> unit_dims(4, "neuron")      # per output filter
+    (1, 2, 3)
+    >>> unit_dims(2)                # Linear weight: per output row
+    (1,)
+    >>> unit_dims(1, "neuron")      # a bias is one unit
+    (0,)
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(
+            f"unknown granularity {granularity!r}; use one of {', '.join(map(repr, GRANULARITIES))}"
+        )
+    if ndim < 1:
+        raise ValueError(f"a 0-dim tensor has no units; got ndim={ndim}")
+    if ndim == 1 or granularity == "tensor":
+        return tuple(range(ndim))
+    if granularity == "neuron" or ndim == 2:
+        return tuple(range(1, ndim))
+    return tuple(range(2, ndim))
+
+
+def cosine_per_unit(a: Tensor, b: Tensor, dims: Sequence[int], eps: float = COSINE_EPS) -> Tensor:
+    """Cosine similarity between ``a`` and ``b`` over ``dims``, computed in float32.
+
+    Matches :func:`torch.nn.functional.cosine_similarity` (each norm clamped below at
+    ``eps``) to float32 rounding, but works on any memory layout and keeps the reduced
+    dimensions with size 1, so the result broadcasts against ``a``.
+
+    Parameters
+    ----------
+    a, b:
+        Tensors of the same shape, of any floating dtype.
+    dims:
+        Dimensions to reduce over (see :func:`unit_dims`).
+    eps:
+        Lower clamp of each norm.
+
+    Returns
+    -------
+    Tensor
+        float32 cosines, with ``dims`` kept as size-1 dimensions.
+
+    Examples
+    --------
+    >>> w = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    >>> cosine_per_unit(w, torch.tensor([[3.0, 0.0], [1.0, 0.0]]), (1,)).flatten().tolist()
+    [1.0, 0.0]
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} and {tuple(b.shape)}")
+    dims = tuple(dims)
+    a32, b32 = a.float(), b.float()
+    dot = (a32 * b32).sum(dim=dims, keepdim=True)
+    na = torch.linalg.vector_norm(a32, dim=dims, keepdim=True).clamp_min_(eps)
+    nb = torch.linalg.vector_norm(b32, dim=dims, keepdim=True).clamp_min_(eps)
+    return dot.div_(na).div_(nb)
+
+
+def dash_factors(
+    weight: Tensor, direction: Tensor, dims: Sequence[int], lambd: float, eps: float = COSINE_EPS
+) -> Tensor:
+    r"""DASH shrink factors :math:`\operatorname{clamp}(\cos(w_u, d_u), \lambda, 1)` per unit.
+
+    Parameters
+    ----------
+    weight:
+        The weight tensor.
+    direction:
+        The gathered direction, the *negative* gradient, of the same shape.
+    dims:
+        Dimensions reduced per unit (see :func:`unit_dims`).
+    lambd:
+        The floor :math:`\lambda \in [0, 1]`.
+    eps:
+        Lower clamp of each norm in the cosine.
+
+    Returns
+    -------
+    Tensor
+        float32 factors in ``[lambd, 1]`` that broadcast against ``weight``.
+
+    Examples
+    --------
+    >>> w = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
+    >>> d = torch.tensor([[2.0, 2.0], [-1.0, 1.0]])
+    >>> dash_factors(w, d, (1,), lambd=0.3).flatten().tolist()   # aligned row kept, opposed row floored
+    [1.0, 0.30000001192092896]
+    """
+    return cosine_per_unit(weight, direction, dims, eps).clamp_(min=lambd, max=1.0)
+
+
+@torch.no_grad()
+def shrink_(tensors: Sequence[Tensor], factors: Sequence[Tensor]) -> None:
+    """Multiply each tensor in place by its broadcastable factor, in one fused call.
+
+    One :func:`torch._foreach_mul_` call covers all tensors (mixed dtypes and devices
+    included), so a Python-level interrupt cannot land between two tensors. The tensor
+    objects are kept: an optimizer that holds them still points at them.
+
+    Parameters
+    ----------
+    tensors:
+        Tensors to scale in place (parameters or optimizer state).
+    factors:
+        One factor tensor per tensor, broadcastable to it (as returned by
+        :func:`dash_factors`).
+
+    Examples
+    --------
+    >>> w = torch.ones(2, 3)
+    >>> shrink_([w], [torch.tensor([[0.5], [1.0]])])
+    >>> w.tolist()
+    [[0.5, 0.5, 0.5], [1.0, 1.0, 1.0]]
+    """
+    if len(tensors) != len(factors):
+        raise ValueError(f"got {len(tensors)} tensors but {len(factors)} factors")
+    if tensors:
+        torch._foreach_mul_(list(tensors), list(factors))

@@ -1,0 +1,89 @@
+"""What happens to the optimizer's state of a parameter after DASH shrinks it.
+
+``"keep"`` (the paper): nothing. ``"scale"``: first moments are multiplied by the same factors
+as the weights, second moments by the factors squared, so that e.g. Adam's update direction is
+that of a freshly shrunk trajectory. ``"reset"``: the state of every shrunk parameter is dropped,
+and the optimizer re-initialises it at its next step.
+
+Keys are recognised by name across ``torch.optim``: SGD and RMSprop ``momentum_buffer``, Adam(W)
+``exp_avg``, RMSprop ``grad_avg`` (first moments); Adam(W) ``exp_avg_sq`` and
+``max_exp_avg_sq``, RMSprop ``square_avg``, Adagrad ``sum`` (second moments). ``step`` counters
+are left alone. Any other key is left alone too and reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["FIRST_MOMENT_KEYS", "SECOND_MOMENT_KEYS", "STATE_POLICIES", "StatePlan", "plan_state"]
+
+#: The accepted values of ``state=``.
+STATE_POLICIES: tuple[str, ...] = ("keep", "scale", "reset")
+#: State keys scaled by the factor under ``state="scale"``.
+FIRST_MOMENT_KEYS: frozenset[str] = frozenset({"momentum_buffer", "exp_avg", "grad_avg"})
+#: State keys scaled by the factor squared under ``state="scale"``.
+SECOND_MOMENT_KEYS: frozenset[str] = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"})
+_IGNORED_KEYS: frozenset[str] = frozenset({"step"})
+
+
+@dataclass
+class StatePlan:
+    """Changes to make to the optimizer state, computed before anything is touched.
+
+    Attributes
+    ----------
+    tensors, factors:
+        State tensors to scale in place, with their broadcastable factors.
+    drop:
+        Parameters whose state is to be removed.
+    unknown:
+        Per parameter name, the state keys left alone because they are not recognised.
+    """
+
+    tensors: list[Tensor] = field(default_factory=list)
+    factors: list[Tensor] = field(default_factory=list)
+    drop: list[Tensor] = field(default_factory=list)
+    unknown: dict[str, list[str]] = field(default_factory=dict)
+
+
+def plan_state(
+    policy: str, state: Mapping[Tensor, Mapping[str, Any]], shrunk: Sequence[tuple[str, Tensor, Tensor]]
+) -> StatePlan:
+    """Plan the state update for the shrunk ``(name, param, factor)`` triples.
+
+    Examples
+    --------
+    >>> p = torch.nn.Parameter(torch.ones(2, 2))
+    >>> state = {p: {"step": torch.tensor(3.0), "exp_avg": torch.ones(2, 2), "exp_avg_sq": torch.ones(2, 2)}}
+    >>> plan = plan_state("scale", state, [("w", p, torch.tensor([[0.5], [1.0]]))])
+    >>> [f.flatten().tolist() for f in plan.factors]
+    [[0.5, 1.0], [0.25, 1.0]]
+    """
+    plan = StatePlan()
+    if policy == "keep":
+        return plan
+    for name, param, factor in shrunk:
+        entry = state.get(param)
+        if not entry:
+            continue
+        if policy == "reset":
+            plan.drop.append(param)
+            continue
+        for key, value in entry.items():
+            if key in _IGNORED_KEYS or value is None:
+                continue
+            if isinstance(value, Tensor) and value.shape == param.shape:
+                if key in FIRST_MOMENT_KEYS:
+                    plan.tensors.append(value)
+                    plan.factors.append(factor)
+                    continue
+                if key in SECOND_MOMENT_KEYS:
+                    plan.tensors.append(value)
+                    plan.factors.append(factor * factor)
+                    continue
+            plan.unknown.setdefault(name, []).append(key)
+    return plan
