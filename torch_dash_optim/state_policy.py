@@ -7,8 +7,9 @@ and the optimizer re-initialises it at its next step.
 
 Keys are recognised by name across ``torch.optim``: SGD and RMSprop ``momentum_buffer``, Adam(W)
 ``exp_avg``, RMSprop ``grad_avg`` (first moments); Adam(W) ``exp_avg_sq`` and
-``max_exp_avg_sq``, RMSprop ``square_avg``, Adagrad ``sum`` (second moments). ``step`` counters
-are left alone. Any other key is left alone too and reported.
+``max_exp_avg_sq``, RMSprop ``square_avg``, Adagrad ``sum`` (second moments). Scalars (``step``
+counters, ASGD's ``eta`` and ``mu``) are left alone. Any other tensor is left alone too and
+reported, so that a moment this module does not know is never scaled silently wrong.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ STATE_POLICIES: tuple[str, ...] = ("keep", "scale", "reset")
 FIRST_MOMENT_KEYS: frozenset[str] = frozenset({"momentum_buffer", "exp_avg", "grad_avg"})
 #: State keys scaled by the factor squared under ``state="scale"``.
 SECOND_MOMENT_KEYS: frozenset[str] = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"})
-_IGNORED_KEYS: frozenset[str] = frozenset({"step"})
 
 
 @dataclass
@@ -36,12 +36,19 @@ class StatePlan:
 
     Attributes
     ----------
-    tensors, factors:
-        State tensors to scale in place, with their broadcastable factors.
+    tensors:
+        State tensors to scale in place.
+    factors:
+        Their factors, one per tensor, broadcastable to it.
     drop:
         Parameters whose state is to be removed.
     unknown:
         Per parameter name, the state keys left alone because they are not recognised.
+
+    Examples
+    --------
+    >>> StatePlan()
+    StatePlan(tensors=[], factors=[], drop=[], unknown={})
     """
 
     tensors: list[Tensor] = field(default_factory=list)
@@ -74,9 +81,9 @@ def plan_state(
             plan.drop.append(param)
             continue
         for key, value in entry.items():
-            if key in _IGNORED_KEYS or value is None:
-                continue
-            if isinstance(value, Tensor) and value.shape == param.shape:
+            if not isinstance(value, Tensor) or value.ndim == 0:
+                continue  # step counters and other scalars
+            if value.shape == param.shape:
                 if key in FIRST_MOMENT_KEYS:
                     plan.tensors.append(value)
                     plan.factors.append(factor)

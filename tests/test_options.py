@@ -1,0 +1,144 @@
+"""The options of DASHWrapper, end to end: granularity, average, model=None, batch_loss, groups."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from _models import SmallCNN, make_data, train_steps
+from torch import nn
+
+from torch_dash_optim import DASHWrapper
+from torch_dash_optim import functional as F
+
+
+def _expected(model, data, granularity, average="ema", alpha=0.3, lambd=0.3):
+    """Shrink a copy by hand: gather per-batch grads, average, per-unit clamp(cos)."""
+    ref = copy.deepcopy(model).eval()
+    grads = []
+    for x, y in data:
+        ref.zero_grad()
+        nn.functional.cross_entropy(ref(x), y).backward()
+        grads.append({n: p.grad.clone() for n, p in ref.named_parameters() if p.grad is not None})
+    names = [n for n, m in ref.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        for mod_name in names:
+            mod = ref.get_submodule(mod_name)
+            for kind in ("weight", "bias"):
+                p = getattr(mod, kind)
+                if p is None:
+                    continue
+                key = f"{mod_name}.{kind}"
+                if average == "ema":
+                    g = torch.zeros_like(p)
+                    for gs in grads:
+                        g = (1 - alpha) * g + alpha * (-gs[key])
+                else:
+                    g = -sum(gs[key] for gs in grads) / len(grads)
+                dims = F.unit_dims(p.ndim, granularity if kind == "weight" else "tensor")
+                cos = torch.nn.functional.cosine_similarity(
+                    g.flatten(0, 0).reshape(*[p.shape[i] for i in range(p.ndim) if i not in dims], -1),
+                    p.reshape(*[p.shape[i] for i in range(p.ndim) if i not in dims], -1), dim=-1)
+                f = cos.clamp(lambd, 1).reshape([1 if i in dims else p.shape[i] for i in range(p.ndim)])
+                p.mul_(f)
+    return ref
+
+
+@pytest.mark.parametrize("granularity", ["kernel", "neuron", "tensor"])
+@pytest.mark.parametrize("average", ["ema", "mean"])
+def test_granularity_and_average_match_a_hand_computation(granularity, average):
+    model = SmallCNN()
+    data = make_data()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss(),
+                      granularity=granularity, average=average)
+    train_steps(model, opt, data)
+    ref = _expected(model, data, granularity, average)
+    report = opt.on_new_data(data)
+    for (n, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
+    units = {p.name: p.units for p in report.params}
+    assert units["conv1.weight"] == {"kernel": 18, "neuron": 6, "tensor": 1}[granularity]
+    assert units["conv1.bias"] == 1
+
+
+def test_model_none_with_batch_loss_on_dict_batches():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    data = [{"input": torch.randn(5, 3), "labels": torch.randint(0, 2, (5,))} for _ in range(3)]
+    seen_models = []
+
+    def batch_loss(m, batch):
+        seen_models.append(m)
+        return nn.functional.cross_entropy(model(batch["input"]), batch["labels"])
+
+    ref = copy.deepcopy(model)
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), batch_loss=batch_loss)
+    report = opt.on_new_data(data)
+    assert seen_models == [None] * 3
+    assert [p.name for p in report.params] == ["param[0]", "param[2]"]  # 2-D tensors only
+    assert set(report.skipped) == {"param[1]", "param[3]"}
+    assert torch.equal(model[0].bias, ref[0].bias) and not torch.equal(model[0].weight, ref[0].weight)
+    # With a model, batch_loss receives it.
+    opt2 = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model,
+                       batch_loss=lambda m, b: nn.functional.cross_entropy(m(b["input"]), b["labels"]))
+    assert len(opt2.on_new_data(data).params) == 4
+
+
+def test_per_call_loss_overrides_the_wrapper_loss():
+    model = SmallCNN()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss())
+    used = []
+    opt.on_new_data(make_data(), loss_fn=lambda out, y: used.append(1) or nn.functional.cross_entropy(out, y))
+    assert used == [1, 1, 1]
+
+
+def test_frozen_excluded_and_unreached_parameters_are_skipped_and_reported():
+    model = SmallCNN()
+    model.conv1.weight.requires_grad_(False)
+    unused = nn.Linear(2, 2)
+    model.unused = unused
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.startswith("fc2")]},
+        {"params": list(model.fc2.parameters()), "dash": False},
+    ]
+    opt = DASHWrapper(torch.optim.SGD(groups, lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss())
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    report = opt.on_new_data(make_data())
+    assert report.skipped["conv1.weight"] == "frozen (requires_grad=False)"
+    assert report.skipped["fc2.weight"] == 'excluded by its param group ("dash": False)'
+    assert report.skipped["unused.weight"] == "no gradient reached it"
+    assert report.skipped["bn.weight"] == "not a Conv/Linear parameter"
+    for name in ("conv1.weight", "fc2.weight", "unused.weight", "unused.bias", "bn.weight"):
+        assert torch.equal(before[name], dict(model.named_parameters())[name]), name
+    text = str(report)
+    assert "unused.weight: no gradient reached it" in text and "conv2.weight" in text
+
+
+def test_report_values_and_serialisation():
+    model = SmallCNN()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss(),
+                      lambd=0.5)
+    report = opt.on_new_data(make_data())
+    for p in report.params:
+        assert 0.5 <= p.min <= p.mean <= p.max <= 1.0 and 0.0 <= p.at_floor <= 1.0
+    biased = {p.name: p for p in report.params}["conv1.bias"]
+    assert biased.units == 1 and biased.min == biased.max
+    total = sum(p.units for p in report.params)
+    assert report.units == total
+    assert report.mean_factor == pytest.approx(sum(p.mean * p.units for p in report.params) / total)
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["call"] == 1 and d["num_batches"] == 3 and len(d["params"]) == len(report.params)
+    lines = str(report).splitlines()
+    assert lines[0] == f"DASH call 1: {len(report.params)} parameter(s) shrunk over 3 batch(es)"
+    assert lines[1].split() == ["parameter", "shape", "units", "min", "mean", "max", "at", "floor"]
+    assert any(line.startswith("all ") for line in lines)
+    assert opt.on_new_data(make_data()).call == 2 and opt.num_dash_calls == 2
+
+
+def test_lambda_one_is_a_no_op_on_weights():
+    model = SmallCNN()
+    before = [p.clone() for p in model.parameters()]
+    DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss(),
+                lambd=1.0).on_new_data(make_data())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
