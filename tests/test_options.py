@@ -142,3 +142,22 @@ def test_lambda_one_is_a_no_op_on_weights():
     DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss(),
                 lambd=1.0).on_new_data(make_data())
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_no_model_copy_and_the_same_parameter_objects(monkeypatch):
+    import copy as copy_module
+
+    model = SmallCNN()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), model=model,
+                      loss_fn=nn.CrossEntropyLoss())
+    train_steps(model, opt, make_data())
+    ids = [(id(p), p.data_ptr()) for p in model.parameters()]
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("on_new_data must not copy anything")
+
+    monkeypatch.setattr(copy_module, "deepcopy", no_copy)
+    monkeypatch.setattr(nn.Module, "state_dict", no_copy)
+    opt.on_new_data(make_data())
+    assert [(id(p), p.data_ptr()) for p in model.parameters()] == ids
+    assert all(p is q for p, q in zip(opt.param_groups[0]["params"], model.parameters()))
