@@ -168,3 +168,16 @@ def test_inside_dash_wrapper_in_both_styles():
         assert torch.equal(p, q) and torch.equal(p, r)
     report = two_step.on_new_data([(x, y)])
     assert len(report.params) == 4
+
+
+def test_undo_first_step_puts_the_weights_back_without_stepping():
+    model, x, y = _problem()
+    before = [p.clone() for p in model.parameters()]
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.3, lr=0.1, momentum=0.9)
+    _grads(model, x, y)
+    opt.first_step()
+    opt.undo_first_step()
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert not opt.state  # no base step was taken
+    opt.undo_first_step()  # outside the window: nothing to do
+    opt.state_dict()

@@ -1,4 +1,4 @@
-"""What one :meth:`DASHWrapper.on_new_data` call did, parameter by parameter."""
+"""What one :meth:`~torch_dash_optim.DASHWrapper.on_new_data` call did, parameter by parameter."""
 
 from __future__ import annotations
 
@@ -22,10 +22,19 @@ class ParamReport:
         Number of units, i.e. of factors.
     lambd:
         The floor used.
-    min, mean, max:
-        Statistics of the factors.
+    min:
+        Smallest factor.
+    mean:
+        Mean factor.
+    max:
+        Largest factor.
     at_floor:
         Fraction of units whose factor is the floor ``lambd``.
+
+    Examples
+    --------
+    >>> ParamReport("fc.weight", (2, 3), 2, 0.3, 0.3, 0.65, 1.0, 0.5).at_floor
+    0.5
     """
 
     name: str

@@ -136,13 +136,23 @@ class SAM(DelegatingOptimizer):
             self.zero_grad()
 
     @torch.no_grad()
+    def undo_first_step(self) -> None:
+        """Put back, exactly, the weights saved by :meth:`first_step`, without stepping.
+
+        For a step abandoned half-way (e.g. an inf gradient under a GradScaler). Does nothing
+        outside the window between :meth:`first_step` and :meth:`second_step`.
+        """
+        if self._backup:
+            ps = list(self._backup)
+            torch._foreach_copy_(ps, [self._backup[p] for p in ps])
+            self._backup.clear()
+
+    @torch.no_grad()
     def second_step(self, zero_grad: bool = False) -> None:
         """Restore the saved weights exactly and take the base optimizer's step."""
         if not self._backup:
             raise RuntimeError("second_step was called without first_step")
-        ps = list(self._backup)
-        torch._foreach_copy_(ps, [self._backup[p] for p in ps])
-        self._backup.clear()
+        self.undo_first_step()
         self._inner.step()
         if zero_grad:
             self.zero_grad()

@@ -52,6 +52,11 @@ class Target:
         Dimensions reduced per unit.
     lambd:
         The floor of its factors.
+
+    Examples
+    --------
+    >>> Target("fc.weight", torch.zeros(4, 3), (1,), 0.3).dims
+    (1,)
     """
 
     name: str
@@ -73,6 +78,12 @@ class Selection:
     trainable:
         Every parameter whose gradient the gathering pass may touch (optimizer parameters and
         trainable model parameters), each once. Their ``.grad`` is saved and restored.
+
+    Examples
+    --------
+    >>> groups = [{"params": [torch.nn.Parameter(torch.ones(2, 3))]}]
+    >>> select(groups, None, lambd=0.3, granularity="kernel").targets[0].name
+    'param[0]'
     """
 
     targets: list[Target]

@@ -14,6 +14,7 @@ from . import functional as F
 from ._checks import check_alpha, check_choice, check_lambd
 from ._delegate import DelegatingOptimizer
 from ._interrupts import deferred_interrupts
+from .distributed import check_model, dash_factors, is_dtensor, local_tensor
 from .gather import gather_direction
 from .report import DASHReport, ParamReport
 from .selection import Target, check_group, select
@@ -114,12 +115,14 @@ class DASHWrapper(DelegatingOptimizer):
         ``"eval"`` (default, as in the authors' runs: BatchNorm uses running statistics,
         dropout is off) or ``"train"``. Either way, buffers and modes are restored.
     autocast_dtype:
-        Run the forward pass of the gradient pass under :func:`torch.autocast` with this dtype
+        Run the forward pass of the gradient pass under :class:`torch.autocast` with this dtype
         (an enclosing autocast is honoured anyway). Factors are computed in float32.
     sync:
         All-reduce the gathered direction once across ranks. ``None`` (default) does so
         whenever a process group with more than one rank is initialised.
 
+    Notes
+    -----
     Param groups may override ``lambd`` and ``granularity`` with keys of those names, and opt
     out with ``"dash": False``.
 
@@ -159,6 +162,7 @@ class DASHWrapper(DelegatingOptimizer):
         self._init_delegate(optimizer)
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module or None; got {type(model).__name__}")
+        check_model(model)
         _check_losses(loss_fn, batch_loss)
         if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
             raise TypeError(f"autocast_dtype must be a torch.dtype such as torch.bfloat16; got {autocast_dtype!r}")
@@ -305,14 +309,18 @@ class DASHWrapper(DelegatingOptimizer):
                 if direction is None:
                     skipped[target.name] = "no gradient reached it"
                     continue
-                shrunk.append((target, F.dash_factors(target.param, direction, target.dims, target.lambd)))
+                shrunk.append((target, direction))
+            shrunk = list(zip([t for t, _ in shrunk], _factors(shrunk)))
         num_batches = result.num_batches
         del result  # frees the gathered directions before the shrink
         plan = plan_state(cfg.state, self.state, [(t.name, t.param, f) for t, f in shrunk])
         report = DASHReport(self._calls + 1, num_batches, _param_reports(shrunk), skipped, plan.unknown)
         # Everything is computed; now change the model and state in one uninterruptible step.
         with deferred_interrupts():
-            F.shrink_([t.param for t, _ in shrunk] + plan.tensors, [f for _, f in shrunk] + plan.factors)
+            F.shrink_(
+                [local_tensor(t) for t in [t.param for t, _ in shrunk] + plan.tensors],
+                [f for _, f in shrunk] + plan.factors,
+            )
             for p in plan.drop:
                 self.state.pop(p, None)
             self._calls += 1
@@ -373,6 +381,24 @@ def _device_of(targets: list[Target], param_groups: list[dict[str, Any]]) -> tor
         for p in group["params"]:
             return p.device
     return torch.device("cpu")
+
+
+def _factors(pairs: list[tuple[Target, Tensor]]) -> list[Tensor]:
+    """Factors of every (target, direction): plain tensors in one grouped call, DTensor shards one by one."""
+    out: list[Tensor | None] = [None] * len(pairs)
+    plain = [i for i, (t, _) in enumerate(pairs) if not is_dtensor(t.param)]
+    grouped = F.dash_factors_many(
+        [pairs[i][0].param for i in plain],
+        [pairs[i][1] for i in plain],
+        [pairs[i][0].dims for i in plain],
+        [pairs[i][0].lambd for i in plain],
+    )
+    for i, f in zip(plain, grouped):
+        out[i] = f
+    for i, (t, d) in enumerate(pairs):
+        if out[i] is None:
+            out[i] = dash_factors(t.param, d, t.dims, t.lambd)
+    return out  # type: ignore[return-value]
 
 
 def _param_reports(shrunk: list[tuple[Target, Tensor]]) -> list[ParamReport]:
