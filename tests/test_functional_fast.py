@@ -30,7 +30,9 @@ def _reference(w, d, dims, lambd):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(SHAPES, GRANS), min_size=1, max_size=5), st.integers(0, 2**31 - 1), st.floats(0.0, 1.0))
+@given(
+    st.lists(st.tuples(SHAPES, GRANS), min_size=1, max_size=5), st.integers(0, 2**31 - 1), st.floats(0.0, 1.0)
+)
 def test_grouped_factors_equal_cosine_similarity_reference(specs, seed, lambd):
     g = torch.Generator().manual_seed(seed)
     ws = [torch.randn(s, generator=g) for s, _ in specs]
@@ -38,7 +40,7 @@ def test_grouped_factors_equal_cosine_similarity_reference(specs, seed, lambd):
     dims = [F.unit_dims(len(s), gran) for s, gran in specs]
     got = F.dash_factors_many(ws, ds, dims, lambd)
     assert len(got) == len(ws)
-    for w, d, dm, f in zip(ws, ds, dims, got):
+    for w, d, dm, f in zip(ws, ds, dims, got, strict=True):
         assert f.dtype == torch.float32
         torch.testing.assert_close(f, _reference(w, d, dm, lambd), rtol=2e-6, atol=2e-6)
         torch.testing.assert_close(f, F.dash_factors(w, d, dm, lambd), rtol=2e-6, atol=2e-6)
@@ -55,7 +57,7 @@ def test_per_tensor_lambds_zero_directions_and_fallback_layouts():
     lambds = [0.1, 0.2, 0.3, 0.4]
     got = F.dash_factors_many(ws, ds, dims, lambds)
     assert torch.equal(got[0], torch.full((6, 4, 1, 1), 0.1))  # a zero direction gives lambd
-    for w, d, dm, lam, f in zip(ws[1:], ds[1:], dims[1:], lambds[1:], got[1:]):
+    for w, d, dm, lam, f in zip(ws[1:], ds[1:], dims[1:], lambds[1:], got[1:], strict=True):
         torch.testing.assert_close(f, _reference(w, d, dm, lam), rtol=2e-6, atol=2e-6)
     assert got[3].item() == pytest.approx(0.4)  # opposed bias floored at its own lambd
     lin64.mul_(got[2])  # factors broadcast against their weight
@@ -80,7 +82,7 @@ def _ema_reference(model, data, params, alpha):
     for x, y in data:
         model.zero_grad()
         TF.cross_entropy(model(x), y).backward()
-        expected = [(1 - alpha) * e + alpha * (-p.grad) for e, p in zip(expected, params)]
+        expected = [(1 - alpha) * e + alpha * (-p.grad) for e, p in zip(expected, params, strict=True)]
     model.zero_grad(set_to_none=True)
     return expected
 
@@ -96,9 +98,11 @@ def test_folded_decay_keeps_the_ema_over_many_batches(alpha):
     params = list(model.parameters())
     expected = _ema_reference(model, data, params, alpha)
     assert _fold_decay(1 - alpha, torch.device("cpu"), None)
-    res = gather_direction(params, data, lambda b: TF.cross_entropy(model(b[0]), b[1]), alpha=alpha, model=model)
+    res = gather_direction(
+        params, data, lambda b: TF.cross_entropy(model(b[0]), b[1]), alpha=alpha, model=model
+    )
     assert res.num_batches == batches
-    for d, e in zip(res.directions, expected):
+    for d, e in zip(res.directions, expected, strict=True):
         torch.testing.assert_close(d, e, rtol=1e-5, atol=1e-7)
     assert all(p.grad is None for p in params)
 
@@ -110,3 +114,63 @@ def test_decay_is_not_folded_for_alpha_one_or_float16_autocast():
     assert _fold_decay(0.7, cpu, torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.float16):
         assert not _fold_decay(0.7, cpu, None)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dims"),
+    [
+        ((1000, 100), (1,)),  # long rows split over two chunks
+        ((300, 30, 3, 3), (2, 3)),  # short units (3x3 kernels) over many chunks
+        ((300, 300), (0, 1)),  # one unit larger than a chunk
+        ((70001,), (0,)),  # a long bias
+    ],
+)
+def test_grouped_factors_across_chunk_boundaries(shape, dims):
+    g = torch.Generator().manual_seed(1)
+    w, d = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    d.view(-1)[: w.numel() // 2] = w.view(-1)[: w.numel() // 2]  # a mix of aligned and random units
+    (f,) = F.dash_factors_many([w], [d], [dims], 0.1)
+    torch.testing.assert_close(f, _reference(w, d, dims, 0.1), rtol=2e-6, atol=2e-6)
+
+
+def _count_decay_passes(monkeypatch, params, data, loss, alpha=0.3):
+    calls = []
+    real = torch._foreach_mul_
+
+    def counting(tensors, scalar):
+        calls.append(scalar)
+        return real(tensors, scalar)
+
+    monkeypatch.setattr(torch, "_foreach_mul_", counting)
+    res = gather_direction(params, data, loss, alpha=alpha)
+    monkeypatch.undo()
+    return len(calls), res
+
+
+def test_float16_losses_and_parameters_decay_the_gradients_every_batch(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).eval()
+    data = [(torch.randn(4, 5), torch.randint(0, 3, (4,))) for _ in range(4)]
+    params = list(model.parameters())
+    expected = _ema_reference(model, data, params, 0.3)
+
+    def loss32(b):
+        return TF.cross_entropy(model(b[0]), b[1])
+
+    folded, res = _count_decay_passes(monkeypatch, params, data, loss32)
+    assert folded == 1  # only the final -alpha scaling: no pass per batch
+
+    def loss16(b):
+        return TF.cross_entropy(model(b[0]), b[1]).half()
+
+    per_batch, res16 = _count_decay_passes(monkeypatch, params, data, loss16)
+    assert per_batch == len(data)  # a decay before each of the 3 later batches, then the final scaling
+    for d, e in zip(res16.directions, expected, strict=True):
+        torch.testing.assert_close(d, e, rtol=1e-2, atol=1e-3)
+
+    half = nn.Sequential(nn.Linear(5, 3)).half()
+    hdata = [(x.half(), y) for x, y in data]
+    n_half, _ = _count_decay_passes(
+        monkeypatch, list(half.parameters()), hdata, lambda b: TF.cross_entropy(half(b[0]).float(), b[1])
+    )
+    assert n_half == len(data)

@@ -2,7 +2,7 @@ r"""DASH under ``torch.distributed``: DDP replicas and FSDP2 (``fully_shard``) s
 
 **DDP.** Each rank gathers its own direction over its own shard of the data, inside
 ``model.no_sync()`` (no all-reduce per batch), and the directions are then averaged over the
-ranks once (:func:`torch_dash_optim.gather.gather_direction` with ``sync=True``). Because the
+ranks once (:func:`~torch_dash_optim.gather_direction` with ``sync=True``). Because the
 EMA is linear, the average of the ranks' EMAs is the EMA of the rank-averaged batch
 gradients, i.e. the gradient of the loss on the union of the ranks' ``i``-th batches. Every
 rank then holds the same direction and computes the same factors, so the replicas stay

@@ -222,7 +222,7 @@ def dash_factors_many(
         raise ValueError(f"got {n} weights but {len(floors)} lambds")
     out: list[Tensor | None] = [None] * n
     fast: list[int] = []
-    for i, (w, d, dm) in enumerate(zip(weights, directions, dims)):
+    for i, (w, d, dm) in enumerate(zip(weights, directions, dims, strict=True)):
         if w.shape != d.shape:
             raise ValueError(f"tensor {i}: shapes differ: {tuple(w.shape)} and {tuple(d.shape)}")
         dm = tuple(dm)
@@ -292,7 +292,7 @@ def dash_factors_many(
         torch._foreach_div_(dots, nds)
         torch._foreach_clamp_min_(dots, [floors[i] for i in fast])
         torch._foreach_clamp_max_(dots, 1.0)
-        for i, f in zip(fast, dots):
+        for i, f in zip(fast, dots, strict=True):
             out[i] = f
     return [f for f in out if f is not None]
 

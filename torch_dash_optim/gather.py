@@ -112,14 +112,15 @@ def _fold_decay(decay: float, device: torch.device, autocast_dtype: torch.dtype 
     Batch ``i`` then backpropagates ``loss * decay**-i`` (renormalised whenever the weight would
     exceed ``_MAX_LOSS_WEIGHT``), which by the linearity of backward accumulates the same EMA,
     up to float32 rounding, without a read-modify-write pass over every gradient per batch.
-    Not with ``alpha == 1`` (nothing to fold) nor under float16 autocast, whose narrow range
-    the weight could overflow.
+    Not with ``alpha == 1`` (nothing to fold), nor under float16 autocast, nor for float16
+    parameters or a float16 loss, whose narrow range the weight could overflow.
     """
     if decay <= 0.0:
         return False
     if autocast_dtype == torch.float16:
         return False
-    return not (torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type) == torch.float16)
+    enclosing = torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type)
+    return enclosing != torch.float16
 
 
 def _no_sync(model: nn.Module | None) -> contextlib.AbstractContextManager[Any]:
@@ -222,6 +223,7 @@ def gather_direction(
         # The EMA's decay is folded into the loss weight (see _fold_decay), so most batches
         # need no pass over the gradients; otherwise .grad is decayed before every backward.
         fold = average == "ema" and _fold_decay(decay, device, autocast_dtype)
+        fold = fold and all(p.dtype != torch.float16 for p in trainable)
         weight = 1.0  # invariant: p.grad == weight * sum_j decay**(i - j) * grad_j
         for batch in loader:
             if num_batches and average == "ema":
@@ -240,6 +242,8 @@ def gather_direction(
             )
             with ctx:
                 loss = _check_loss(compute_loss(batch), num_batches)
+            if num_batches == 0 and loss.dtype == torch.float16:
+                fold = False  # decided on the first batch, whose weight is 1 either way
             (loss * weight if weight != 1.0 else loss).backward()
             num_batches += 1
         if num_batches == 0:

@@ -310,7 +310,7 @@ class DASHWrapper(DelegatingOptimizer):
                     skipped[target.name] = "no gradient reached it"
                     continue
                 shrunk.append((target, direction))
-            shrunk = list(zip([t for t, _ in shrunk], _factors(shrunk)))
+            shrunk = list(zip([t for t, _ in shrunk], _factors(shrunk), strict=True))
         num_batches = result.num_batches
         del result  # frees the gathered directions before the shrink
         plan = plan_state(cfg.state, self.state, [(t.name, t.param, f) for t, f in shrunk])
@@ -393,7 +393,7 @@ def _factors(pairs: list[tuple[Target, Tensor]]) -> list[Tensor]:
         [pairs[i][0].dims for i in plain],
         [pairs[i][0].lambd for i in plain],
     )
-    for i, f in zip(plain, grouped):
+    for i, f in zip(plain, grouped, strict=True):
         out[i] = f
     for i, (t, d) in enumerate(pairs):
         if out[i] is None:
