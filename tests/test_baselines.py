@@ -10,8 +10,14 @@ from torch_dash_optim.baselines import L2Init, l2_init_penalty, last_layer, rese
 
 
 def _net() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(12, 4, bias=False),
-                         nn.ReLU(), nn.Linear(4, 2))
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3),
+        nn.BatchNorm2d(3),
+        nn.Flatten(),
+        nn.Linear(12, 4, bias=False),
+        nn.ReLU(),
+        nn.Linear(4, 2),
+    )
 
 
 def test_shrink_perturb_is_lambda_w_plus_gaussian_noise() -> None:

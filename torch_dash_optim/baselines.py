@@ -112,10 +112,12 @@ def l2_init_penalty(params: Iterable[Tensor], anchors: Iterable[Tensor], strengt
         raise ValueError(f"strength={strength!r} must be a number >= 0 (e.g. 0.01, the authors' value)")
     params, anchors = list(params), list(anchors)
     if len(params) != len(anchors):
-        raise ValueError(f"got {len(params)} parameters but {len(anchors)} anchors; give one anchor per parameter")
+        raise ValueError(
+            f"got {len(params)} parameters but {len(anchors)} anchors; give one anchor per parameter"
+        )
     if not params:
         return torch.zeros(())
-    total = sum(((p - a.detach()) ** 2).sum() for p, a in zip(params, anchors))
+    total = sum(((p - a.detach()) ** 2).sum() for p, a in zip(params, anchors, strict=True))
     return strength * total  # type: ignore[return-value]
 
 

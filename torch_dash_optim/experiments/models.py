@@ -1,0 +1,235 @@
+"""The models of the protocol: an MLP, ResNet-18 (CIFAR variant) and VGG-16 with BatchNorm.
+
+They follow the DASH authors' architectures: the MLP is ``Linear`` layers with optional
+BatchNorm and ReLU between them; ResNet-18 has the 3x3 stride-1 stem (CIFAR variant, with the
+max-pool the authors keep) and a ``fc`` head; VGG-16-BN has the ``(7, 7)`` average pool and the
+4096-4096 classifier with dropout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MODELS", "MLP", "build_model", "resnet18", "vgg16_bn"]
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron on flattened inputs.
+
+    Parameters
+    ----------
+    in_features:
+        Size of a flattened input.
+    num_classes:
+        Number of outputs.
+    width:
+        Hidden width.
+    depth:
+        Number of Linear layers (2: one hidden layer; 3: two hidden layers, "512x512").
+    batch_norm:
+        Put a ``BatchNorm1d`` after each hidden Linear layer (as the authors' ``mlp``).
+
+    Examples
+    --------
+    >>> MLP(40, 10, width=16, depth=3)(torch.randn(2, 40)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(
+        self, in_features: int, num_classes: int, width: int = 512, depth: int = 3, batch_norm: bool = False
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth={depth} must be >= 1 (the number of Linear layers)")
+        layers: list[nn.Module] = [nn.Flatten()]
+        size = in_features
+        for _ in range(depth - 1):
+            layers.append(nn.Linear(size, width))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.ReLU())
+            size = width
+        layers.append(nn.Linear(size, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 with a 3x3 stride-1 stem (the CIFAR variant of the authors' code).
+
+    Examples
+    --------
+    >>> ResNet18(10)(torch.randn(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        blocks: list[nn.Module] = []
+        cin = 64
+        for i, cout in enumerate((64, 128, 256, 512)):
+            for j in range(2):
+                blocks.append(_BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(self.avgpool(self.layers(x)), 1))
+
+
+_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class VGG16BN(nn.Module):
+    """VGG-16 with BatchNorm, the ``(7, 7)`` average pool and a 4096-4096 classifier.
+
+    Parameters
+    ----------
+    num_classes:
+        Number of outputs.
+    in_channels:
+        Channels of the input images.
+    width_divisor:
+        Divide every conv width and the classifier width by this (1: the real VGG-16).
+
+    Examples
+    --------
+    >>> VGG16BN(10, width_divisor=16)(torch.randn(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width_divisor: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for v in _VGG16:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                cout = max(1, int(v) // width_divisor)
+                layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+                cin = cout
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        hidden = max(1, 4096 // width_divisor)
+        self.classifier = nn.Sequential(
+            nn.Linear(cin * 49, hidden),
+            nn.ReLU(True),
+            nn.Dropout(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(True),
+            nn.Dropout(),
+            nn.Linear(hidden, num_classes),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def resnet18(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """Build :class:`ResNet18` for inputs of shape ``(C, H, W)``.
+
+    Examples
+    --------
+    >>> resnet18((3, 32, 32), 10).fc.out_features
+    10
+    """
+    return ResNet18(num_classes, in_channels=int(input_shape[0]))
+
+
+def vgg16_bn(input_shape: Sequence[int], num_classes: int, width_divisor: int = 1) -> nn.Module:
+    """Build :class:`VGG16BN` for inputs of shape ``(C, H, W)``.
+
+    ``width_divisor`` divides every width (1: the real VGG-16, 134M parameters; larger values
+    give a small model of the same layout, for tests).
+
+    Examples
+    --------
+    >>> vgg16_bn((3, 32, 32), 100, width_divisor=16).classifier[-1].out_features
+    100
+    """
+    return VGG16BN(num_classes, in_channels=int(input_shape[0]), width_divisor=width_divisor)
+
+
+#: Model names accepted by :func:`build_model`.
+MODELS: tuple[str, ...] = ("mlp", "resnet18", "vgg16")
+
+
+def build_model(
+    name: str,
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    width: int = 512,
+    depth: int = 3,
+    batch_norm: bool = False,
+) -> Callable[[], nn.Module]:
+    """Return a factory of fresh models of the named architecture.
+
+    Parameters
+    ----------
+    name:
+        One of :data:`MODELS`.
+    input_shape:
+        Shape of one input, without the batch dimension.
+    num_classes:
+        Number of classes.
+    width, depth, batch_norm:
+        The MLP's settings (see :class:`MLP`); ignored by the other models.
+
+    Examples
+    --------
+    >>> factory = build_model("mlp", (40,), 10, width=32)
+    >>> factory()(torch.randn(4, 40)).shape
+    torch.Size([4, 10])
+    """
+    if name == "mlp":
+        in_features = math.prod(int(s) for s in input_shape)
+        return lambda: MLP(in_features, num_classes, width=width, depth=depth, batch_norm=batch_norm)
+    if name in ("resnet18", "vgg16"):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"model {name!r} needs image inputs of shape (C, H, W); got {tuple(input_shape)}; "
+                "use --model mlp for vectors"
+            )
+        build = resnet18 if name == "resnet18" else vgg16_bn
+        return lambda: build(input_shape, num_classes)
+    raise ValueError(f"unknown model {name!r}; use one of {', '.join(map(repr, MODELS))}")

@@ -1,0 +1,306 @@
+"""The warm-start protocol: K chunks arrive one at a time; train on all so far; compare methods."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import ConcatDataset, Dataset
+
+from .config import METHODS, OPTIMIZERS, ProtocolConfig
+from .loaders import make_loader, split_chunks
+from .methods import Learner, new_learner, on_new_data
+from .store import RunStore, read_config, write_config, write_tables
+from .training import evaluate, train_to_threshold
+
+__all__ = ["SettingsMismatchError", "run_protocol"]
+
+
+class SettingsMismatchError(ValueError):
+    """``resume`` was asked for an output folder saved with other settings.
+
+    Examples
+    --------
+    >>> issubclass(SettingsMismatchError, ValueError)
+    True
+    """
+
+
+def _experiment_seed(seed: int, experiment: int) -> int:
+    return int(seed) * 1_000_003 + experiment + 1
+
+
+def _check_names(kind: str, given: Sequence[str], known: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(given, str):
+        given = [given]
+    given = tuple(given)
+    bad = [g for g in given if g not in known]
+    if bad or not given:
+        raise ValueError(f"unknown {kind} {bad or given!r}; use some of {', '.join(known)}")
+    if len(set(given)) != len(given):
+        raise ValueError(f"{kind} {given!r} lists one twice")
+    return given
+
+
+def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    seeds = tuple(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"seeds={seeds!r} must be one or more integers >= 0")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds!r} lists one twice")
+    return seeds
+
+
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Any]:
+    bar = None
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # the bar is optional: pip install torch-dash-optim[experiments]
+            bar = None
+        else:
+            bar = tqdm(total=total, unit="exp", dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def run_protocol(
+    train_set: Dataset,
+    test_set: Dataset,
+    model_factory: Callable[[], nn.Module],
+    *,
+    config: ProtocolConfig | None = None,
+    methods: Sequence[str] = METHODS,
+    optimizers: Sequence[str] = ("sgd",),
+    seeds: Sequence[int] = (0,),
+    out: str | Path | None = None,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    progress: bool = True,
+    setup: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the warm-start protocol of the DASH paper and return one record per experiment.
+
+    For each seed, the training set is split at random into ``config.num_chunks`` equal
+    chunks. At experiment ``j`` chunk ``j`` arrives; each method first acts on its model
+    (see :func:`~torch_dash_optim.experiments.methods.on_new_data`), then trains on chunks
+    ``1..j`` until an epoch's train accuracy reaches ``config.threshold`` (or
+    ``config.max_epochs``), and is tested on ``test_set``. All methods of a seed start from
+    the same initial model and see the same chunks and batch orders.
+
+    Parameters
+    ----------
+    train_set, test_set:
+        Map-style datasets of ``(input, class index)``. Tensor-backed ones (``TensorDataset``
+        and subsets) are batched from device memory; others use a ``DataLoader``.
+    model_factory:
+        Returns a freshly initialised model (called under a seeded RNG).
+    config:
+        Hyperparameters (default: the authors', see :class:`ProtocolConfig`).
+    methods, optimizers, seeds:
+        What to compare: some of :data:`METHODS`, of ``("sgd", "sam")``, and seeds.
+    out:
+        Folder for results (``runs/``, ``experiments.csv``/``.json``). ``None``: in memory.
+    resume:
+        Continue a run in ``out`` that was interrupted; without it, an ``out`` that already
+        holds results is refused.
+    device:
+        ``"cpu"``, ``"cuda"``, ...
+    workers:
+        DataLoader workers for datasets that are not tensor-backed.
+    progress:
+        Show a progress bar (needs ``tqdm``).
+    setup:
+        Extra description of the data and model (saved in ``config.json``, checked on resume).
+
+    Returns
+    -------
+    list of dict
+        Keys :data:`~torch_dash_optim.experiments.store.RECORD_FIELDS`; accuracies in [0, 1].
+
+    Examples
+    --------
+    >>> from torch.utils.data import TensorDataset
+    >>> x, y = torch.randn(60, 4), torch.randint(0, 2, (60,))
+    >>> records = run_protocol(TensorDataset(x[:40], y[:40]), TensorDataset(x[40:], y[40:]),
+    ...                        lambda: torch.nn.Linear(4, 2), methods=["warm", "dash"],
+    ...                        config=ProtocolConfig(num_chunks=2, lr=0.1, max_epochs=3),
+    ...                        progress=False)
+    >>> [(r["method"], r["experiment"]) for r in records]
+    [('warm', 1), ('warm', 2), ('dash', 1), ('dash', 2)]
+    """
+    config = config or ProtocolConfig()
+    methods = _check_names("methods", methods, METHODS)
+    optimizers = _check_names("optimizers", optimizers, OPTIMIZERS)
+    seeds = _check_seeds(seeds)
+    device = torch.device(device)
+    settings = {"protocol": config.to_dict(), "setup": dict(setup or {})}
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        _prepare_out(out_dir, settings, resume)
+
+    runs = [(s, o, m) for s in seeds for o in optimizers for m in methods]
+    records: list[dict[str, Any]] = []
+    test_loader = make_loader(test_set, config.test_batch_size, device=device, workers=workers)
+    with _progress(len(runs) * config.num_chunks, progress) as bar:
+        for seed in seeds:
+            chunks = split_chunks(train_set, config.num_chunks, torch.Generator().manual_seed(seed))
+            for opt_name in optimizers:
+                for method in methods:
+                    store = RunStore(out_dir, method, opt_name, seed) if out_dir is not None else None
+                    records += _run_one(
+                        method,
+                        opt_name,
+                        seed,
+                        chunks,
+                        test_loader,
+                        model_factory,
+                        config,
+                        device,
+                        workers,
+                        store,
+                        bar,
+                    )
+                    if out_dir is not None:
+                        write_tables(out_dir, records, settings)
+    return records
+
+
+def _prepare_out(out: Path, settings: dict[str, Any], resume: bool) -> None:
+    saved = read_config(out)
+    has_results = (out / "runs").is_dir() and any((out / "runs").iterdir())
+    if not resume and (saved is not None or has_results):
+        raise FileExistsError(
+            f"{out} already holds results; pass --resume (resume=True) to continue that run, "
+            "or choose another --out"
+        )
+    if resume and saved is not None and saved != settings:
+        diffs = sorted(
+            f"{part}.{k}: saved {saved.get(part, {}).get(k)!r}, now {settings[part].get(k)!r}"
+            for part in settings
+            for k in set(settings[part]) | set(saved.get(part, {}))
+            if saved.get(part, {}).get(k) != settings[part].get(k)
+        )
+        raise SettingsMismatchError(
+            f"cannot resume {out}: its settings differ ({'; '.join(diffs)}); "
+            "use the same settings, or a new --out"
+        )
+    write_config(out, settings)
+
+
+def _run_one(
+    method: str,
+    opt_name: str,
+    seed: int,
+    chunks: list[Any],
+    test_loader: Any,
+    model_factory: Callable[[], nn.Module],
+    config: ProtocolConfig,
+    device: torch.device,
+    workers: int,
+    store: RunStore | None,
+    bar: Any,
+) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    checkpoint = None
+    if store is not None:
+        records, complete = store.load_records()
+        if complete:
+            store.ckpt_path.unlink(missing_ok=True)  # left by a crash right after the run finished
+            _advance(bar, len(records), method, opt_name, seed, records)
+            return records
+        checkpoint = store.load_checkpoint()
+        records = list(checkpoint["records"]) if checkpoint is not None else []
+    torch.manual_seed(seed)
+    learner = new_learner(method, opt_name, model_factory().to(device), config)
+    if checkpoint is not None:
+        _restore(learner, checkpoint, device)
+    _advance(bar, len(records), method, opt_name, seed, records)
+
+    for j in range(len(records), config.num_chunks):
+        start = time.perf_counter()
+        torch.manual_seed(_experiment_seed(seed, j))
+        seen = ConcatDataset(chunks[: j + 1])
+        learner.info.clear()
+        if j > 0:
+            learner = on_new_data(
+                method,
+                opt_name,
+                learner,
+                config,
+                model_factory,
+                lambda seen=seen: make_loader(seen, len(chunks[0]), device=device, workers=workers),
+                device,
+            )
+        generator = torch.Generator().manual_seed(_experiment_seed(seed, j))
+        loader = make_loader(
+            seen, config.batch_size, shuffle=True, generator=generator, device=device, workers=workers
+        )
+        result = train_to_threshold(
+            learner.model, learner.optimizer, loader, config, sam=opt_name == "sam", penalty=learner.penalty
+        )
+        test_acc, test_loss = evaluate(learner.model, test_loader)
+        records.append(
+            {
+                "method": method,
+                "optimizer": opt_name,
+                "seed": seed,
+                "experiment": j + 1,
+                "num_train": len(seen),
+                "epochs": result.epochs,
+                "steps": result.steps,
+                "train_acc": result.train_acc,
+                "train_loss": result.train_loss,
+                "test_acc": test_acc,
+                "test_loss": test_loss,
+                "diverged": result.diverged,
+                "dash_mean_factor": learner.info.get("dash_mean_factor"),
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
+        if store is not None:
+            last = j + 1 == config.num_chunks
+            store.save(records, None if last else _state(learner))
+        _advance(bar, 1, method, opt_name, seed, records)
+    return records
+
+
+def _state(learner: Learner) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "model": learner.model.state_dict(),
+        "optimizer": learner.optimizer.state_dict(),
+    }
+    if learner.penalty is not None:
+        state["anchors"] = learner.penalty.anchors
+    return state
+
+
+def _restore(learner: Learner, checkpoint: dict[str, Any], device: torch.device) -> None:
+    learner.model.load_state_dict(checkpoint["model"])
+    learner.optimizer.load_state_dict(checkpoint["optimizer"])
+    if learner.penalty is not None:
+        learner.penalty.anchors = [a.to(device) for a in checkpoint["anchors"]]
+
+
+def _advance(bar: Any, n: int, method: str, opt_name: str, seed: int, records: list[dict[str, Any]]) -> None:
+    if bar is None or n == 0:
+        return
+    last = records[-1]
+    bar.set_postfix_str(
+        f"{method}/{opt_name} seed {seed} exp {last['experiment']}: "
+        f"test {100 * last['test_acc']:.1f}%, {last['steps']} steps",
+        refresh=False,
+    )
+    bar.update(n)

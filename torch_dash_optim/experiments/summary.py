@@ -1,0 +1,118 @@
+"""The paper's summary table: four columns, mean (std) over seeds, rows = methods, SGD/SAM."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .config import METHODS, OPTIMIZERS
+
+__all__ = ["METRICS", "per_run", "summarize", "summary_markdown"]
+
+#: The four summary metrics: key, column title, is it an accuracy.
+METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("last_acc", "Test acc at last experiment (%)", True),
+    ("last_steps", "Steps at last experiment", False),
+    ("avg_acc", "Test acc, avg over experiments (%)", True),
+    ("avg_steps", "Steps, avg over experiments", False),
+)
+
+LABELS = {
+    "cold": "Cold (random init)",
+    "warm": "Warm",
+    "warm_rm": "Warm, optimizer reset",
+    "sp": "Shrink & Perturb",
+    "l2_init": "L2 init",
+    "reset": "Last-layer reset",
+    "dash": "DASH",
+}
+
+
+def per_run(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, float]]:
+    """Return the four metrics of each complete run, keyed by ``(method, optimizer, seed)``.
+
+    Examples
+    --------
+    >>> recs = [{"method": "warm", "optimizer": "sgd", "seed": 0, "experiment": e,
+    ...          "test_acc": a, "steps": s} for e, a, s in [(1, 0.5, 10), (2, 0.7, 30)]]
+    >>> per_run(recs)[("warm", "sgd", 0)]
+    {'last_acc': 0.7, 'last_steps': 30.0, 'avg_acc': 0.6, 'avg_steps': 20.0}
+    """
+    runs: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        runs[(r["method"], r["optimizer"], int(r["seed"]))].append(r)
+    out = {}
+    for key, rs in runs.items():
+        rs = sorted(rs, key=lambda r: r["experiment"])
+        out[key] = {
+            "last_acc": rs[-1]["test_acc"],
+            "last_steps": float(rs[-1]["steps"]),
+            "avg_acc": sum(r["test_acc"] for r in rs) / len(rs),
+            "avg_steps": sum(r["steps"] for r in rs) / len(rs),
+        }
+    return out
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Return, per ``(method, optimizer)``, each metric's mean and std over seeds and the seed count.
+
+    The std is the population one (``numpy.std``'s default, ``ddof=0``).
+
+    Examples
+    --------
+    >>> recs = [{"method": "warm", "optimizer": "sgd", "seed": s, "experiment": 1,
+    ...          "test_acc": a, "steps": 10} for s, a in [(0, 0.5), (1, 0.7)]]
+    >>> row = summarize(recs)[("warm", "sgd")]
+    >>> row["n"], round(row["last_acc"][0], 3), round(row["last_acc"][1], 3)
+    (2, 0.6, 0.1)
+    """
+    groups: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
+    for (method, opt, _seed), metrics in per_run(records).items():
+        groups[(method, opt)].append(metrics)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, runs in groups.items():
+        row: dict[str, Any] = {"n": len(runs)}
+        for name, _title, _is_acc in METRICS:
+            row[name] = _mean_std([r[name] for r in runs])
+        out[key] = row
+    return out
+
+
+def _cell(stats: dict[str, Any] | None, name: str, is_acc: bool) -> str:
+    if stats is None:
+        return "-"
+    mean, std = stats[name]
+    if is_acc:
+        return f"{100 * mean:.2f} ({100 * std:.2f})"
+    return f"{mean:.0f} ({std:.0f})"
+
+
+def summary_markdown(records: Iterable[dict[str, Any]]) -> str:
+    """Return the summary as a markdown table in the paper's shape (SGD and SAM per metric).
+
+    Examples
+    --------
+    >>> recs = [{"method": "warm", "optimizer": "sgd", "seed": 0, "experiment": 1,
+    ...          "test_acc": 0.5, "steps": 10}]
+    >>> print(summary_markdown(recs).splitlines()[2])
+    | Warm | 50.00 (0.00) | 10 (0) | 50.00 (0.00) | 10 (0) |
+    """
+    stats = summarize(records)
+    methods = [m for m in METHODS if any(k[0] == m for k in stats)]
+    opts = [o for o in OPTIMIZERS if any(k[1] == o for k in stats)]
+    header = ["Method"] + [f"{title}, {o.upper()}" for _n, title, _a in METRICS for o in opts]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in methods:
+        cells = [_cell(stats.get((m, o)), name, is_acc) for name, _t, is_acc in METRICS for o in opts]
+        lines.append("| " + " | ".join([LABELS[m]] + cells) + " |")
+    seeds = sorted({row["n"] for row in stats.values()})
+    lines.append("")
+    lines.append(f"Mean (std) over {'/'.join(map(str, seeds))} seed(s); std with ddof=0.")
+    return "\n".join(lines)
