@@ -10,7 +10,7 @@ __all__ = ["METHODS", "OPTIMIZERS", "ProtocolConfig"]
 
 #: The warm-starting methods compared (see :func:`~torch_dash_optim.experiments.run_protocol`).
 METHODS: tuple[str, ...] = ("cold", "warm", "warm_rm", "sp", "l2_init", "reset", "dash")
-#: The optimizers: SGD with momentum, and SAM around it.
+#: The optimizers, SGD with momentum and SAM around it.
 OPTIMIZERS: tuple[str, ...] = ("sgd", "sam")
 
 
@@ -25,8 +25,12 @@ class ProtocolConfig:
     num_chunks:
         K, the number of equal chunks the training set is split into (the remainder of
         ``len(train) // K`` is dropped, as in the authors' code).
-    lr, momentum, weight_decay:
-        SGD settings (also SAM's base optimizer).
+    lr:
+        SGD learning rate (also SAM's base optimizer).
+    momentum:
+        SGD momentum.
+    weight_decay:
+        SGD weight decay.
     batch_size:
         Training batch size.
     test_batch_size:
@@ -38,10 +42,14 @@ class ProtocolConfig:
         Epoch cap per experiment.
     rho:
         SAM's radius.
-    dash_lambd, dash_alpha:
-        DASH's floor and EMA weight.
-    sp_shrink, sp_sigma:
-        Shrink & Perturb's factor and noise standard deviation.
+    dash_lambd:
+        DASH's floor.
+    dash_alpha:
+        DASH's EMA weight.
+    sp_shrink:
+        Shrink & Perturb's factor.
+    sp_sigma:
+        Shrink & Perturb's noise standard deviation.
     l2_init:
         Strength of the L2-init penalty.
 

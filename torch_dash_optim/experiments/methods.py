@@ -66,7 +66,7 @@ def on_new_data(
     * ``cold``: a new model and optimizer; ``warm``, ``l2_init``: nothing;
     * ``warm_rm``: a new optimizer; ``sp``: Shrink & Perturb; ``reset``: the last layer is
       re-initialised;
-    * ``dash``: :meth:`DASHWrapper.on_new_data` over ``seen_so_far()`` (all chunks so far in
+    * ``dash``: :meth:`~torch_dash_optim.DASHWrapper.on_new_data` over ``seen_so_far()`` (all chunks so far in
       order, the new one last).
 
     Returns the learner to train (the same one, changed in place, or a new one for ``cold``).

@@ -110,7 +110,7 @@ def run_protocol(
     config:
         Hyperparameters (default: the authors', see :class:`ProtocolConfig`).
     methods, optimizers, seeds:
-        What to compare: some of :data:`METHODS`, of ``("sgd", "sam")``, and seeds.
+        What to compare: some of :data:`~torch_dash_optim.experiments.config.METHODS`, of ``("sgd", "sam")``, and seeds.
     out:
         Folder for results (``runs/``, ``experiments.csv``/``.json``). ``None``: in memory.
     resume:

@@ -11,7 +11,7 @@ from .config import METHODS, OPTIMIZERS
 
 __all__ = ["METRICS", "per_run", "summarize", "summary_markdown"]
 
-#: The four summary metrics: key, column title, is it an accuracy.
+#: The four summary metrics, as (key, column title, is it an accuracy).
 METRICS: tuple[tuple[str, str, bool], ...] = (
     ("last_acc", "Test acc at last experiment (%)", True),
     ("last_steps", "Steps at last experiment", False),

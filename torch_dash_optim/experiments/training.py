@@ -45,10 +45,14 @@ class TrainResult:
 
     Attributes
     ----------
-    epochs, steps:
-        Epochs run and optimizer steps taken (a SAM step counts once).
-    train_acc, train_loss:
-        Of the last epoch, over its batches in train mode.
+    epochs:
+        Epochs run.
+    steps:
+        Optimizer steps taken (a SAM step counts once).
+    train_acc:
+        Train accuracy of the last epoch, over its batches in train mode.
+    train_loss:
+        Train loss of the last epoch, over its batches in train mode.
     diverged:
         The loss became inf/NaN; training stopped there.
 

@@ -1,0 +1,142 @@
+"""The documentation builds warning-free, its examples run, and it covers the public API.
+
+Both Sphinx builds run as in CI and on Read the Docs (``-W --keep-going``), offline, in a
+temporary folder; they are started together, since each mostly waits on imports and I/O.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import torch_dash_optim
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+TIMEOUT_S = 600
+
+
+def _public_modules() -> list[ModuleType]:
+    """The package and every submodule whose dotted name has no private part."""
+    modules: list[ModuleType] = [torch_dash_optim]
+    for info in pkgutil.walk_packages(torch_dash_optim.__path__, "torch_dash_optim."):
+        parts = info.name.split(".")
+        if any(p.startswith("_") for p in parts) or parts[-1] == "conftest":
+            continue
+        modules.append(importlib.import_module(info.name))
+    return modules
+
+
+def _public_objects() -> list[tuple[str, object]]:
+    """``(dotted name, object)`` for every name in the ``__all__`` of a public module."""
+    out = []
+    for module in _public_modules():
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            if not inspect.ismodule(obj):
+                out.append((f"{module.__name__}.{name}", obj))
+    return out
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """Run the html and doctest builds concurrently; return their output folders and results."""
+    env = {k: v for k, v in os.environ.items() if k not in ("READTHEDOCS", "DASH_DOCS_ONLINE")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    procs = {}
+    for builder in ("html", "doctest"):
+        base = tmp_path_factory.mktemp(builder)
+        cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
+               "-d", str(base / "doctrees"), str(DOCS), str(base / "out")]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        procs[builder] = (base / "out", cmd, proc)
+    results = {}
+    for builder, (out, cmd, proc) in procs.items():
+        try:
+            stdout, _ = proc.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, _ = proc.communicate()
+        results[builder] = (out, subprocess.CompletedProcess(cmd, proc.returncode, stdout, None))
+    return results
+
+
+def _check(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, f"{' '.join(result.args)} failed:\n{result.stdout}"
+    assert "WARNING" not in result.stdout and "ERROR" not in result.stdout, result.stdout
+
+
+def test_html_builds_without_warnings(builds: dict) -> None:
+    out, result = builds["html"]
+    _check(result)
+    for page in ("index", "overview", "installation", "quickstart", "guide/index", "api/index",
+                 "changelog", "citing"):  # fmt: skip
+        assert (out / f"{page}.html").is_file(), page
+    # The figure of the Overview is shipped with the site.
+    assert (out / "_images" / "overview.png").is_file()
+    # The changelog is the repository's CHANGELOG.md, rendered.
+    changelog = (out / "changelog.html").read_text(encoding="utf-8")
+    first_entry = next(
+        line[2:].strip() for line in (ROOT / "CHANGELOG.md").read_text().splitlines() if line.startswith("- ")
+    )
+    words = re.findall(r"[A-Za-z]{5,}", first_entry)[:4]
+    assert words and all(w in changelog for w in words), words
+
+
+def test_every_public_symbol_is_in_the_api_reference(builds: dict) -> None:
+    out, result = builds["html"]
+    assert (out / "objects.inv").is_file(), result.stdout
+    documented = _inventory_names(out / "objects.inv")
+    # A re-exported object (the package's DASHWrapper is the wrapper module's) needs to be
+    # documented under one of its public names.
+    names_of: dict[int, list[str]] = {}
+    for name, obj in _public_objects():
+        names_of.setdefault(id(obj), []).append(name)
+    missing = [names[0] for names in names_of.values() if not documented.intersection(names)]
+    missing += [m.__name__ for m in _public_modules() if m.__name__ not in documented]
+    assert not missing, f"not in the API reference (docs/api/): {missing}"
+
+
+def _inventory_names(path: Path) -> set[str]:
+    """Object names in a Sphinx ``objects.inv`` (version 2: four header lines, then zlib)."""
+    data = path.read_bytes()
+    header_end = 0
+    for _ in range(4):
+        header_end = data.index(b"\n", header_end) + 1
+    assert data.startswith(b"# Sphinx inventory version 2"), data[:40]
+    lines = zlib.decompress(data[header_end:]).decode("utf-8").splitlines()
+    return {line.split(" ", 1)[0] for line in lines if line}
+
+
+def test_doctests_pass(builds: dict) -> None:
+    out, result = builds["doctest"]
+    _check(result)
+    report = (out / "output.txt").read_text(encoding="utf-8")
+    assert re.search(r"\b0 failures in tests", report), report
+    tested = set(re.findall(r"^Document: (\S+)", report, flags=re.MULTILINE))
+    # The narrative pages' examples and the API reference's docstring examples all ran.
+    for page in ("quickstart", "guide/data", "guide/state", "guide/sam", "api/package", "api/functional"):
+        assert page in tested, f"no doctest ran on {page}: {sorted(tested)}"
+    ran = sum(int(n) for n in re.findall(r"^(\d+) tests? in \d+ items?\.", report, flags=re.MULTILINE))
+    assert ran >= 50, report
+
+
+def test_public_classes_and_functions_have_examples() -> None:
+    missing = []
+    for name, obj in _public_objects():
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            if ">>>" not in (inspect.getdoc(obj) or ""):
+                missing.append(name)
+    assert not missing, f"public classes/functions without a docstring example: {missing}"
