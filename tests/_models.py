@@ -39,7 +39,7 @@ def train_steps(model: nn.Module, opt: torch.optim.Optimizer, data, steps: int =
     for i in range(steps):
         x, y = data[i % len(data)]
 
-        def closure():
+        def closure(x=x, y=y):
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()

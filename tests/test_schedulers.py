@@ -61,16 +61,16 @@ def _setup(name: str, wrap: bool, base: str = "sgd"):
 def _run(model, opt, sched, steps: int, start: int = 0) -> list[float]:
     lrs = []
     g = torch.Generator().manual_seed(start)
-    for i in range(start, start + steps):
+    for _ in range(steps):
         x, y = torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g)
 
-        def closure():
+        def closure(x=x, y=y):
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()
             return loss
 
-        loss = opt.step(closure)
+        opt.step(closure)
         if isinstance(sched, S.ReduceLROnPlateau):
             sched.step(1.0)  # a plateau: the lr must drop
         else:

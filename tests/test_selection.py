@@ -80,7 +80,8 @@ def test_names_drop_compile_and_ddp_prefixes():
 
 def test_an_optimizer_parameter_outside_the_model_is_refused():
     model, other = nn.Linear(2, 2), nn.Linear(2, 2)
-    with pytest.raises(ValueError, match=r"parameter 2 of the optimizer \(group 1, shape \(2, 2\)\) is not a parameter of the model"):
+    message = r"parameter 2 of the optimizer \(group 1, shape \(2, 2\)\) is not a parameter of the model"
+    with pytest.raises(ValueError, match=message):
         select(_groups(model.parameters(), other.parameters()), model, lambd=0.3, granularity="kernel")
 
 

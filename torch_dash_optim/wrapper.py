@@ -44,7 +44,7 @@ class DASHConfig:
     >>> DASHConfig(alpha=0)
     Traceback (most recent call last):
     ...
-    ValueError: alpha=0 is outside (0, 1]; it is the EMA weight of each new batch (the paper uses 0.3; 1 keeps only the last batch)
+    ValueError: alpha=0 is outside (0, 1]; ...
     """
 
     lambd: float = 0.3
