@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torch_dash_optim.experiments.models import ResNet18
+
 __all__ = ["CASES", "Case", "GPTLinearStack", "make_case", "make_mlp", "make_resnet18", "make_transformer"]
 
 
@@ -70,55 +72,18 @@ def make_mlp(width: int = 1024, depth: int = 3, in_features: int = 784, classes:
     return nn.Sequential(*layers)
 
 
-class _BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+def make_resnet18(width: int = 64) -> nn.Module:
+    """The common CIFAR ResNet-18 (3x3 stem, no max-pool; 11.2M parameters at ``width=64``).
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return torch.relu(out + self.shortcut(x))
-
-
-class ResNet18(nn.Module):
-    """The CIFAR ResNet-18 (3x3 stem, no max-pool, BasicBlocks [2, 2, 2, 2]).
-
-    ``width=64`` is the standard model (11.2M parameters); smaller widths are for smoke runs.
+    The harness's model (:class:`torch_dash_optim.experiments.models.ResNet18`) without the
+    max-pool that the authors keep; smaller widths are for smoke runs.
 
     Examples
     --------
-    >>> ResNet18(width=4)(torch.randn(2, 3, 32, 32)).shape
+    >>> make_resnet18(width=4)(torch.randn(2, 3, 32, 32)).shape
     torch.Size([2, 10])
     """
-
-    def __init__(self, width: int = 64, classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        blocks: list[nn.Module] = []
-        cin = width
-        for i, stride in enumerate((1, 2, 2, 2)):
-            cout = width * 2**i
-            blocks += [_BasicBlock(cin, cout, stride), _BasicBlock(cout, cout, 1)]
-            cin = cout
-        self.layers = nn.Sequential(*blocks)
-        self.fc = nn.Linear(cin, classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.layers(torch.relu(self.bn1(self.conv1(x))))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
-
-
-def make_resnet18(width: int = 64) -> nn.Module:
-    """The CIFAR ResNet-18 (see :class:`ResNet18`)."""
-    return ResNet18(width)
+    return ResNet18(10, width=width, maxpool=False)
 
 
 class TinyTransformer(nn.Module):

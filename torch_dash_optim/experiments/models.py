@@ -79,26 +79,41 @@ class _BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet-18 with a 3x3 stride-1 stem (the CIFAR variant of the authors' code).
 
+    Parameters
+    ----------
+    num_classes:
+        Outputs of the ``fc`` head.
+    in_channels:
+        Input channels.
+    width:
+        Channels of the first stage (64 is the standard model, 11.2M parameters; the stages
+        have ``width * (1, 2, 4, 8)``); smaller widths are for smoke runs.
+    maxpool:
+        Keep the max-pool after the stem, as the authors' code does; ``False`` gives the
+        common CIFAR ResNet-18.
+
     Examples
     --------
     >>> ResNet18(10)(torch.randn(2, 3, 32, 32)).shape
     torch.Size([2, 10])
+    >>> sum(p.numel() for p in ResNet18(10, width=4, maxpool=False).parameters())
+    44622
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, maxpool: bool = True) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if maxpool else nn.Identity()
         blocks: list[nn.Module] = []
-        cin = 64
-        for i, cout in enumerate((64, 128, 256, 512)):
+        cin = width
+        for i, cout in enumerate(width * k for k in (1, 2, 4, 8)):
             for j in range(2):
                 blocks.append(_BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
                 cin = cout
         self.layers = nn.Sequential(*blocks)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(cin, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
