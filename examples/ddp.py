@@ -12,6 +12,7 @@ script checks that at the end.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 
 import torch
@@ -84,6 +85,12 @@ def main() -> None:
     identical = all(torch.equal(c, copies[0]) for c in copies)
     if rank == 0:
         print(f"replicas identical: {identical}")
+    # Tear down in order: free DDP's reducer and its pending gloo work (collect the cycles too),
+    # wait for every rank, then close the group. Gloo work objects freed during interpreter
+    # shutdown can abort the process ("terminate called without an active exception").
+    del opt, ddp
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
     if not identical:
         raise SystemExit("replicas diverged")
