@@ -8,6 +8,7 @@ reference that sees the union of the ranks' batches.
 from __future__ import annotations
 
 import copy
+import gc
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -243,4 +244,5 @@ def main(rank: int, world: int, init_file: str, out_dir: str) -> None:
             dist.barrier()
     finally:
         torch.save(results, f"{out_dir}/rank{rank}.pt")
+        gc.collect()  # free DDP/FSDP state and its gloo work before the group goes (see docs)
         dist.destroy_process_group()
