@@ -112,6 +112,8 @@ def test_decay_is_not_folded_for_alpha_one_or_float16_autocast():
     assert not _fold_decay(0.0, cpu, None)
     assert not _fold_decay(0.7, cpu, torch.float16)
     assert _fold_decay(0.7, cpu, torch.bfloat16)
+    assert not _fold_decay(0.7, cpu, None, [torch.zeros(2, dtype=torch.float16)])
+    assert _fold_decay(0.7, cpu, None, [torch.zeros(2, dtype=torch.bfloat16)])
     with torch.autocast("cpu", dtype=torch.float16):
         assert not _fold_decay(0.7, cpu, None)
 

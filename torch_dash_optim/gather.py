@@ -106,7 +106,9 @@ def _preserved(model: nn.Module | None, trainable: Sequence[Tensor], train_mode:
 _MAX_LOSS_WEIGHT = 1024.0
 
 
-def _fold_decay(decay: float, device: torch.device, autocast_dtype: torch.dtype | None) -> bool:
+def _fold_decay(
+    decay: float, device: torch.device, autocast_dtype: torch.dtype | None, params: Sequence[Tensor] = ()
+) -> bool:
     """Whether to fold the EMA decay into the loss instead of decaying ``.grad`` per batch.
 
     Batch ``i`` then backpropagates ``loss * decay**-i`` (renormalised whenever the weight would
@@ -117,7 +119,7 @@ def _fold_decay(decay: float, device: torch.device, autocast_dtype: torch.dtype 
     """
     if decay <= 0.0:
         return False
-    if autocast_dtype == torch.float16:
+    if autocast_dtype == torch.float16 or any(p.dtype == torch.float16 for p in params):
         return False
     enclosing = torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type)
     return enclosing != torch.float16
@@ -222,8 +224,7 @@ def gather_direction(
         decay = 1.0 - alpha
         # The EMA's decay is folded into the loss weight (see _fold_decay), so most batches
         # need no pass over the gradients; otherwise .grad is decayed before every backward.
-        fold = average == "ema" and _fold_decay(decay, device, autocast_dtype)
-        fold = fold and all(p.dtype != torch.float16 for p in trainable)
+        fold = average == "ema" and _fold_decay(decay, device, autocast_dtype, trainable)
         weight = 1.0  # invariant: p.grad == weight * sum_j decay**(i - j) * grad_j
         for batch in loader:
             if num_batches and average == "ema":

@@ -32,10 +32,8 @@ def _build(kind: str) -> tuple[nn.Module, DASHWrapper, torch.optim.lr_scheduler.
     return model, opt, sched
 
 
-def _phase(model: nn.Module, opt: DASHWrapper, sched: Any, k: int) -> None:
-    """Phase k: shrink on all data so far (new data last), then train two epochs on it."""
-    seen = [b for chunk in CHUNKS[: k + 1] for b in chunk]
-    opt.on_new_data(seen)
+def _train_two_epochs(model: nn.Module, opt: DASHWrapper, sched: Any, seen: list) -> None:
+    """Two epochs over ``seen`` with closure steps (so SAM takes real SAM steps)."""
     model.train()
     for _ in range(2):
         for x, y in seen:
@@ -48,6 +46,13 @@ def _phase(model: nn.Module, opt: DASHWrapper, sched: Any, k: int) -> None:
 
             opt.step(closure)
         sched.step()
+
+
+def _phase(model: nn.Module, opt: DASHWrapper, sched: Any, k: int) -> None:
+    """Phase k: shrink on all data so far (new data last), then train two epochs on it."""
+    seen = [b for chunk in CHUNKS[: k + 1] for b in chunk]
+    opt.on_new_data(seen)
+    _train_two_epochs(model, opt, sched, seen)
 
 
 def _save(model: nn.Module, opt: DASHWrapper, sched: Any) -> bytes:
@@ -131,18 +136,7 @@ def test_resume_after_kth_on_new_data_is_bit_identical(kind: str, k: int) -> Non
     model, opt, sched = _fresh_from(blob, kind)
     assert opt.num_dash_calls == k + 1 and opt.config.lambd == 0.5
     seen = [b for chunk in CHUNKS[: k + 1] for b in chunk]
-    model.train()
-    for _ in range(2):  # the rest of phase k
-        for x, y in seen:
-
-            def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
-                opt.zero_grad()
-                loss = nn.functional.cross_entropy(model(x), y)
-                loss.backward()
-                return loss
-
-            opt.step(closure)
-        sched.step()
+    _train_two_epochs(model, opt, sched, seen)  # the rest of phase k
     for phase in range(k + 1, len(CHUNKS)):
         _phase(model, opt, sched, phase)
     for n, p in model.named_parameters():
