@@ -123,7 +123,11 @@ def test_plan_state_validates_nothing_for_keep_and_skips_empty_state():
     p = nn.Parameter(torch.ones(2, 2))
     assert plan_state("keep", {p: {"exp_avg": torch.ones(2, 2)}}, [("w", p, torch.ones(2, 1))]).tensors == []
     assert plan_state("scale", {}, [("w", p, torch.ones(2, 1))]).tensors == []
-    assert plan_state("reset", {p: {"step": 1}}, [("w", p, torch.ones(2, 1))]).drop == [p]
+    state = {p: {"step": 1}}
+    plan = plan_state("reset", state, [("w", p, torch.ones(2, 1))])
+    assert [q for _, q in plan.drop] == [p] and p in state
+    plan.apply_drops()
+    assert state == {}
 
 
 def test_unknown_policy_is_refused():

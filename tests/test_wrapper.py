@@ -136,7 +136,7 @@ def test_state_dict_is_plain_and_loads_with_weights_only():
     sd = opt.state_dict()
     assert sd["dash"] == {
         "config": {"lambd": 0.4, "alpha": 0.2, "granularity": "kernel", "average": "ema", "state": "scale",
-                   "mode": "eval"},
+                   "mode": "eval", "tol": 0.0},
         "calls": 1,
     }
     buf = io.BytesIO()

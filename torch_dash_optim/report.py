@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from torch import Tensor
 
 __all__ = ["DASHReport", "ParamReport"]
 
@@ -65,6 +67,11 @@ class DASHReport:
     unknown_state:
         Under ``state="scale"``, per parameter, state keys left alone because they are not
         recognised.
+    skipped_batches:
+        Leading batches of the loader whose forward and backward were skipped under ``tol``.
+    factors:
+        Per shrunk parameter name, the factors applied (one per unit, shaped to broadcast
+        against the parameter). Not part of :meth:`to_dict`.
 
     Examples
     --------
@@ -78,6 +85,8 @@ class DASHReport:
     params: list[ParamReport]
     skipped: dict[str, str] = field(default_factory=dict)
     unknown_state: dict[str, list[str]] = field(default_factory=dict)
+    skipped_batches: int = 0
+    factors: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def units(self) -> int:
@@ -98,7 +107,8 @@ class DASHReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (JSON-serialisable)."""
-        out = asdict(self)
+        out = asdict(replace(self, factors={}))
+        del out["factors"]
         out["mean_factor"] = self.mean_factor
         out["at_floor"] = self.at_floor
         return out

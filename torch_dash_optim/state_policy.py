@@ -14,11 +14,12 @@ reported, so that a moment this module does not know is never scaled silently wr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
+from torch.optim import Optimizer
 
 __all__ = ["FIRST_MOMENT_KEYS", "SECOND_MOMENT_KEYS", "STATE_POLICIES", "StatePlan", "plan_state"]
 
@@ -41,7 +42,8 @@ class StatePlan:
     factors:
         Their factors, one per tensor, broadcastable to it.
     drop:
-        Parameters whose state is to be removed.
+        ``(state, param)`` pairs: the optimizer state mapping and the parameter whose entry
+        is to be removed from it (see :meth:`apply_drops`).
     unknown:
         Per parameter name, the state keys left alone because they are not recognised.
 
@@ -53,14 +55,23 @@ class StatePlan:
 
     tensors: list[Tensor] = field(default_factory=list)
     factors: list[Tensor] = field(default_factory=list)
-    drop: list[Tensor] = field(default_factory=list)
+    drop: list[tuple[MutableMapping[Tensor, Any], Tensor]] = field(default_factory=list)
     unknown: dict[str, list[str]] = field(default_factory=dict)
+
+    def apply_drops(self) -> None:
+        """Remove the planned state entries (the scaling is applied by the caller)."""
+        for state, param in self.drop:
+            state.pop(param, None)
 
 
 def plan_state(
-    policy: str, state: Mapping[Tensor, Mapping[str, Any]], shrunk: Sequence[tuple[str, Tensor, Tensor]]
+    policy: str,
+    optimizer: Optimizer | MutableMapping[Tensor, Mapping[str, Any]],
+    shrunk: Sequence[tuple[str, Tensor, Tensor]],
 ) -> StatePlan:
     """Plan the state update for the shrunk ``(name, param, factor)`` triples.
+
+    ``optimizer`` is the optimizer whose state is planned for, or its ``state`` mapping.
 
     Examples
     --------
@@ -70,6 +81,7 @@ def plan_state(
     >>> [f.flatten().tolist() for f in plan.factors]
     [[0.5, 1.0], [0.25, 1.0]]
     """
+    state = optimizer.state if isinstance(optimizer, Optimizer) else optimizer
     plan = StatePlan()
     if policy == "keep":
         return plan
@@ -78,7 +90,7 @@ def plan_state(
         if not entry:
             continue
         if policy == "reset":
-            plan.drop.append(param)
+            plan.drop.append((state, param))
             continue
         for key, value in entry.items():
             if not isinstance(value, Tensor) or value.ndim == 0:

@@ -18,6 +18,7 @@ from .distributed import check_model, dash_factors, is_dtensor, local_tensor
 from .gather import gather_direction
 from .report import DASHReport, ParamReport
 from .selection import Target, check_group, select
+from .skip import check_tol, trim_loader
 from .state_policy import STATE_POLICIES, plan_state
 
 __all__ = ["AVERAGES", "DASHConfig", "DASHWrapper", "MODES"]
@@ -53,6 +54,7 @@ class DASHConfig:
     average: str = "ema"
     state: str = "keep"
     mode: str = "eval"
+    tol: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lambd", check_lambd(self.lambd))
@@ -61,6 +63,7 @@ class DASHConfig:
         check_choice("average", self.average, AVERAGES)
         check_choice("state", self.state, STATE_POLICIES)
         check_choice("mode", self.mode, MODES)
+        object.__setattr__(self, "tol", check_tol(self.tol, self.average))
 
 
 class DASHWrapper(DelegatingOptimizer):
@@ -114,6 +117,10 @@ class DASHWrapper(DelegatingOptimizer):
     mode:
         ``"eval"`` (default, as in the authors' runs: BatchNorm uses running statistics,
         dropout is off) or ``"train"``. Either way, buffers and modes are restored.
+    tol:
+        Opt-in approximation of the EMA (default 0, exact): skip the forward and backward of
+        the first batches whose combined weight in the EMA is at most ``tol``. Needs a loader
+        with ``len()``. See :mod:`torch_dash_optim.skip`.
     autocast_dtype:
         Run the forward pass of the gradient pass under :class:`torch.autocast` with this dtype
         (an enclosing autocast is honoured anyway). Factors are computed in float32.
@@ -156,6 +163,7 @@ class DASHWrapper(DelegatingOptimizer):
         average: str = "ema",
         state: str = "keep",
         mode: str = "eval",
+        tol: float = 0.0,
         autocast_dtype: torch.dtype | None = None,
         sync: bool | None = None,
     ) -> None:
@@ -168,7 +176,7 @@ class DASHWrapper(DelegatingOptimizer):
             raise TypeError(f"autocast_dtype must be a torch.dtype such as torch.bfloat16; got {autocast_dtype!r}")
         if sync is not None and not isinstance(sync, bool):
             raise TypeError(f"sync must be True, False or None; got {sync!r}")
-        self.config = DASHConfig(lambd, alpha, granularity, average, state, mode)
+        self.config = DASHConfig(lambd, alpha, granularity, average, state, mode, tol)
         self.model = model
         self.loss_fn = loss_fn
         self.batch_loss = batch_loss
@@ -237,6 +245,7 @@ class DASHWrapper(DelegatingOptimizer):
         *,
         loss_fn: Criterion | None = None,
         batch_loss: BatchLoss | None = None,
+        tol: float | None = None,
     ) -> DASHReport:
         """Take one gradient pass over ``loader`` and shrink the model in place.
 
@@ -250,6 +259,8 @@ class DASHWrapper(DelegatingOptimizer):
             ``shuffle=False``. Batches are moved to the parameters' device.
         loss_fn, batch_loss:
             Override the wrapper's loss for this call (see :class:`DASHWrapper`).
+        tol:
+            Override the wrapper's ``tol`` for this call (see :class:`DASHWrapper`).
 
         Returns
         -------
@@ -271,8 +282,9 @@ class DASHWrapper(DelegatingOptimizer):
         if not isinstance(loader, Iterable):
             raise TypeError(f"loader must be an iterable of batches; got {type(loader).__name__}")
         compute_loss = self._loss_for(loss_fn, batch_loss)
+        tol = self.config.tol if tol is None else check_tol(tol, self.config.average)
         try:
-            return self._shrink(loader, compute_loss)
+            return self._shrink(loader, compute_loss, tol)
         except BaseException as err:
             if hasattr(err, "add_note"):
                 err.add_note(
@@ -284,9 +296,10 @@ class DASHWrapper(DelegatingOptimizer):
     def _select(self) -> Any:
         return select(self.param_groups, self.model, lambd=self.config.lambd, granularity=self.config.granularity)
 
-    def _shrink(self, loader: Iterable[Any], compute_loss: Callable[[Any], Tensor]) -> DASHReport:
+    def _shrink(self, loader: Iterable[Any], compute_loss: Callable[[Any], Tensor], tol: float) -> DASHReport:
         cfg = self.config
         selection = self._select()
+        loader, skipped_batches = trim_loader(loader, alpha=cfg.alpha, average=cfg.average, tol=tol)
         targets = selection.targets
         result = gather_direction(
             [t.param for t in targets],
@@ -313,16 +326,23 @@ class DASHWrapper(DelegatingOptimizer):
             shrunk = list(zip([t for t, _ in shrunk], _factors(shrunk), strict=True))
         num_batches = result.num_batches
         del result  # frees the gathered directions before the shrink
-        plan = plan_state(cfg.state, self.state, [(t.name, t.param, f) for t, f in shrunk])
-        report = DASHReport(self._calls + 1, num_batches, _param_reports(shrunk), skipped, plan.unknown)
+        plan = plan_state(cfg.state, self._inner, [(t.name, t.param, f) for t, f in shrunk])
+        report = DASHReport(
+            self._calls + 1,
+            num_batches,
+            _param_reports(shrunk),
+            skipped,
+            plan.unknown,
+            skipped_batches=skipped_batches,
+            factors={t.name: f for t, f in shrunk},
+        )
         # Everything is computed; now change the model and state in one uninterruptible step.
         with deferred_interrupts():
             F.shrink_(
                 [local_tensor(t) for t in [t.param for t, _ in shrunk] + plan.tensors],
                 [f for _, f in shrunk] + plan.factors,
             )
-            for p in plan.drop:
-                self.state.pop(p, None)
+            plan.apply_drops()
             self._calls += 1
         return report
 

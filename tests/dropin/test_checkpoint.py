@@ -100,6 +100,7 @@ def test_state_dict_carries_config_and_counter() -> None:
             "average": "ema",
             "state": "scale",
             "mode": "eval",
+            "tol": 0.0,
         },
         "calls": 1,
     }

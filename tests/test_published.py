@@ -1,0 +1,42 @@
+"""Every generated block in README.md and docs/ matches what its committed results files render."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("published", ROOT / "scripts" / "published.py")
+published = importlib.util.module_from_spec(_spec)
+sys.modules["published"] = published
+_spec.loader.exec_module(published)  # type: ignore[union-attr]
+
+BLOCKS = [b for path in published.documents() for b in published.blocks(path)]
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b.path.name}:{b.spec}")
+def test_block_matches_its_results(block) -> None:
+    assert block.body == published.render(block), (
+        f"{block.path.relative_to(ROOT)}: the block rendered by {block.spec} is stale; "
+        "run: python scripts/published.py --write"
+    )
+
+
+def test_markers_are_found_and_stale_blocks_are_caught(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "docs").mkdir()
+    mod = tmp_path / "fake_results.py"
+    mod.write_text("def table(fmt):\n    return f'| a | {fmt} |'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- generated: fake_results:table md -->\n| a | typed |\n<!-- end generated -->\ny\n")
+    page = tmp_path / "docs" / "p.rst"
+    page.write_text("T\n\n.. generated: fake_results:table rst\n\n| a | rst |\n\n.. end generated\n")
+    found = [b for p in published.documents(tmp_path) for b in published.blocks(p)]
+    assert [(b.path.name, b.fmt) for b in found] == [("README.md", "md"), ("p.rst", "rst")]
+    assert [b.path.name for b, _ in published.stale(tmp_path)] == ["README.md"]
+    assert published.write(tmp_path) == 1
+    assert "| a | md |" in readme.read_text() and "typed" not in readme.read_text()
+    assert published.stale(tmp_path) == []
