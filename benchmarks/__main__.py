@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmarks [--quick] [--json PATH] [--markdown PATH] ...``."""
+"""Command line: ``python -m benchmarks [--quick] [--out DIR] [--json PATH] [--markdown PATH] ...``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import torch
 
 from .config import Config
-from .runner import SECTIONS, run_all
+from .runner import DEFAULT_SECTIONS, SECTIONS, run_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +25,16 @@ def main(argv: list[str] | None = None) -> int:
         help="torch CPU threads (default 1: stable CPU-time ratios on a shared machine)",
     )
     parser.add_argument(
-        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: {','.join(DEFAULT_SECTIONS)})",
     )
     parser.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS cross-check of memory")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write results.json, results.csv and results.md into DIR (e.g. results/benchmarks-cpu)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the results as a markdown table")
     parser.add_argument("--rst", metavar="PATH", help="write the results as a reStructuredText list-table")
@@ -40,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda but torch.cuda.is_available() is False")
     torch.set_num_threads(args.threads)
     cfg = Config.make(args.quick, args.device, args.repeats)
-    command = "python -m benchmarks " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
+    command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     run = run_all(cfg, command.strip(), sections, rss=not args.no_rss)
     text = run.markdown()
     print(text)
+    if args.out:
+        run.write_folder(args.out)
     if args.json:
         with open(args.json, "w") as f:
             f.write(run.to_json())

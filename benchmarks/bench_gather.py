@@ -47,9 +47,7 @@ def gather_methods(case: Case) -> tuple[dict[str, Callable[[], object]], Callabl
     """
     model = case.model
     snapshot = [p.detach().clone() for p in model.parameters()]
-    opt = DASHWrapper(
-        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), model=model, loss_fn=case.loss_fn
-    )
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), model=model, loss_fn=case.loss_fn)
 
     def setup() -> None:
         with torch.no_grad():
@@ -70,22 +68,33 @@ def _time_case(case: Case, cfg: Config, run: Run) -> float:
     methods, setup = gather_methods(case)
     # Two pairs, each interleaved on its own, so that one method's after-effects on the caches
     # and the allocator do not fall on only one side of a ratio.
-    goal = time_side_by_side(
-        {k: methods[k] for k in ("floor", "ours")}, cfg.repeats, cfg.warmup, cfg.device, setup
-    )
+    goal = time_side_by_side({k: methods[k] for k in ("floor", "ours")}, cfg.repeats, cfg.warmup, cfg.device, setup)
     anchor = time_side_by_side({k: methods[k] for k in ("ours", "naive")}, cfg.repeats, 0, cfg.device, setup)
     setup()
     ratio = goal.ratio("ours", "floor")
     naive = anchor.ratio("naive", "ours")
     label = f"{case.name} ({case.num_params / 1e6:.2f}M params, {len(case.loader)} batches)"
-    run.add(Result("gather", f"{label}: floor pass", goal.median("floor"), "s"))
-    run.add(
-        Result("gather", f"{label}: on_new_data / floor", ratio, "x", f"<= {TIME_GOAL}", ratio <= TIME_GOAL)
-    )
-    run.add(Result("gather", f"{label}: naive / on_new_data", naive, "x"))
+    run.add(Result("gather", f"{label}: floor pass", goal.median("floor"), "s", key=f"gather/{case.name}/floor_s"))
     run.add(
         Result(
-            "gather", f"{label}: naive / floor", naive * ratio, "x", note="product of the two paired ratios"
+            "gather",
+            f"{label}: on_new_data / floor",
+            ratio,
+            "x",
+            f"<= {TIME_GOAL}",
+            ratio <= TIME_GOAL,
+            key=f"gather/{case.name}/ratio",
+        )
+    )
+    run.add(Result("gather", f"{label}: naive / on_new_data", naive, "x", key=f"gather/{case.name}/naive_over_ours"))
+    run.add(
+        Result(
+            "gather",
+            f"{label}: naive / floor",
+            naive * ratio,
+            "x",
+            note="product of the two paired ratios",
+            key=f"gather/{case.name}/naive_over_floor",
         )
     )
     return goal.median("floor")
@@ -93,9 +102,7 @@ def _time_case(case: Case, cfg: Config, run: Run) -> float:
 
 def _fixed_costs(case: Case, cfg: Config, run: Run, floor_s: float) -> None:
     """Time what ``on_new_data`` does once after the loop, on the case's parameters."""
-    opt = DASHWrapper(
-        torch.optim.SGD(case.model.parameters(), lr=0.1), model=case.model, loss_fn=case.loss_fn
-    )
+    opt = DASHWrapper(torch.optim.SGD(case.model.parameters(), lr=0.1), model=case.model, loss_fn=case.loss_fn)
     targets = opt._select().targets
     params = [t.param for t in targets]
     dirs = [torch.randn_like(p) for p in params]
@@ -125,6 +132,7 @@ def _fixed_costs(case: Case, cfg: Config, run: Run, floor_s: float) -> None:
             total * 1e3,
             "ms",
             note=f"{total / floor_s * 100:.1f}% of this floor pass; ms: {parts}",
+            key=f"gather/{case.name}/fixed_ms",
         )
     )
 
@@ -137,11 +145,7 @@ def _memory_case(case: Case, cfg: Config, run: Run, rss: bool) -> None:
         setup()
         peaks[name] = cuda_peak(fn, cfg.device) if cfg.device.startswith("cuda") else allocator_peak(fn)
     setup()
-    how = (
-        "torch.cuda.max_memory_allocated"
-        if cfg.device.startswith("cuda")
-        else "torch.profiler allocator peak"
-    )
+    how = "torch.cuda.max_memory_allocated" if cfg.device.startswith("cuda") else "torch.profiler allocator peak"
     for name in ("ours", "naive"):
         extra = (peaks[name] - peaks["floor"]) / pb
         goal, holds = (f"<= {MEMORY_GOAL}", extra <= MEMORY_GOAL) if name == "ours" else ("", None)
@@ -154,6 +158,7 @@ def _memory_case(case: Case, cfg: Config, run: Run, rss: bool) -> None:
                 goal,
                 holds,
                 f"{how}; floor peak {peaks['floor'] / pb:.2f}x, param bytes {pb / 1e6:.1f} MB",
+                key=f"memory/{case.name}/{name}",
             )
         )
     if rss:
@@ -169,6 +174,7 @@ def _memory_case(case: Case, cfg: Config, run: Run, rss: bool) -> None:
                     "",
                     None,
                     f"fresh subprocess, VmHWM; floor growth {growth['floor'] / pb:.2f}x",
+                    key=f"memory/{case.name}/{name}_rss",
                 )
             )
 

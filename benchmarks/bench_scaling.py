@@ -67,6 +67,7 @@ def _point(cfg: Config, batches: int | None, width: int | None) -> tuple[float, 
 
 def _sweep(
     out: Run,
+    key: str,
     what: str,
     unit: str,
     xs: list[float],
@@ -85,6 +86,7 @@ def _sweep(
             b * 1e3,
             f"ms per {unit}",
             note=f"intercept {a * 1e3:.1f} ms; floor slope {fb * 1e3:.3g} ms per {unit} (R2 {fr2:.3f})",
+            key=f"scaling/{key}/slope",
         )
     )
     out.add(
@@ -96,9 +98,12 @@ def _sweep(
             f">= {R2_GOAL}",
             r2 >= R2_GOAL,
             points,
+            key=f"scaling/{key}/r2",
         )
     )
-    out.add(Result("scaling", f"on_new_data vs {what}: slope / floor slope", b / fb, "x"))
+    out.add(
+        Result("scaling", f"on_new_data vs {what}: slope / floor slope", b / fb, "x", key=f"scaling/{key}/slope_ratio")
+    )
 
 
 def run(cfg: Config, out: Run) -> None:
@@ -108,6 +113,7 @@ def run(cfg: Config, out: Run) -> None:
     samples = [n * (16 if cfg.quick else 128) for n in batch_counts]
     _sweep(
         out,
+        "data",
         "data size",
         "1000 samples",
         [s / 1000 for s in samples],
@@ -116,9 +122,10 @@ def run(cfg: Config, out: Run) -> None:
         [r[2] for r in rows],
     )
     widths = [16, 32, 64] if cfg.quick else [512, 1024, 1536, 2048]
-    rows = [_point(cfg, None, w) for w in widths]
+    rows = [_point(cfg, None if cfg.quick else 8, w) for w in widths]  # 8 batches of 128 per point
     _sweep(
         out,
+        "params",
         "parameter count",
         "M params",
         [r[3] / 1e6 for r in rows],

@@ -45,11 +45,7 @@ def param_set(name: str, quick: bool, device: str = "cpu") -> list[Tensor]:
     torch.manual_seed(0)
     if name == "resnet18":
         model = make_resnet18(4 if quick else 64)
-        return [
-            p.detach().clone().to(device)
-            for n, p in model.named_parameters()
-            if p.ndim > 1 or n.startswith("fc.")
-        ]
+        return [p.detach().clone().to(device) for n, p in model.named_parameters() if p.ndim > 1 or n.startswith("fc.")]
     if name == "gpt100m":
         return [p.detach().clone().to(device) for p in gpt_stack(quick).parameters()]
     raise ValueError(f"unknown parameter set {name!r}; use 'resnet18' or 'gpt100m'")
@@ -118,7 +114,15 @@ def run(
         del snapshot, dirs
         label = f"{name} ({mparams:.1f}M params, {len(params)} tensors)"
         for method in methods:
-            out.add(Result("shrink", f"{label}: {method}", t.median(method) / mparams * 1e6, "us/Mparam"))
+            out.add(
+                Result(
+                    "shrink",
+                    f"{label}: {method}",
+                    t.median(method) / mparams * 1e6,
+                    "us/Mparam",
+                    key=f"shrink/{name}/{method}",
+                )
+            )
         out.add(
             Result(
                 "shrink",
@@ -126,10 +130,27 @@ def run(
                 t.ratio("loop", "grouped"),
                 "x",
                 note="speed-up of the grouped factors + foreach shrink over the anchor's per-tensor loop",
+                key=f"shrink/{name}/loop_over_grouped",
             )
         )
-        out.add(Result("shrink", f"{label}: per_tensor / grouped", t.ratio("per_tensor", "grouped"), "x"))
-        out.add(Result("shrink", f"{label}: mul loop / mul foreach", t.ratio("mul_loop", "mul_foreach"), "x"))
+        out.add(
+            Result(
+                "shrink",
+                f"{label}: per_tensor / grouped",
+                t.ratio("per_tensor", "grouped"),
+                "x",
+                key=f"shrink/{name}/per_tensor_over_grouped",
+            )
+        )
+        out.add(
+            Result(
+                "shrink",
+                f"{label}: mul loop / mul foreach",
+                t.ratio("mul_loop", "mul_foreach"),
+                "x",
+                key=f"shrink/{name}/mul_loop_over_foreach",
+            )
+        )
         if floors and name in floors:
             share = t.median("grouped") / floors[name]
             out.add(
@@ -141,6 +162,7 @@ def run(
                     f"< {SHRINK_GOAL}",
                     share < SHRINK_GOAL,
                     "floor pass over the gather benchmark's loader",
+                    key=f"shrink/{name}/share_of_floor",
                 )
             )
         if floor_per_sample and name in floor_per_sample:
@@ -153,5 +175,6 @@ def run(
                     samples,
                     what,
                     note=f"floor pass {floor_per_sample[name] * 1e3:.2f} ms per {what[:-1]}",
+                    key=f"shrink/{name}/breakeven",
                 )
             )

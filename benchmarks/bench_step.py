@@ -29,6 +29,9 @@ OPTIMIZERS: dict[str, Callable[[list[nn.Parameter]], torch.optim.Optimizer]] = {
     "Adam(foreach)": lambda ps: torch.optim.Adam(ps, lr=1e-5, foreach=True),
 }
 
+#: Short names of :data:`OPTIMIZERS`, for result keys.
+SHORT: dict[str, str] = {"SGD(momentum, foreach)": "sgd", "Adam(foreach)": "adam"}
+
 
 def _models(quick: bool) -> dict[str, nn.Module]:
     if quick:
@@ -60,7 +63,8 @@ def run(cfg: Config, out: Run) -> None:
             ratio = t.ratio("wrapped", "bare")
             label = f"{model_name} ({mparams:.2f}M params), {opt_name}"
             overhead_us = (t.median("wrapped") - t.median("bare")) / steps * 1e6
-            out.add(Result("step", f"{label}: bare step", t.median("bare") / steps * 1e3, "ms"))
+            key = f"step/{model_name}/{SHORT[opt_name]}"
+            out.add(Result("step", f"{label}: bare step", t.median("bare") / steps * 1e3, "ms", key=f"{key}/bare_ms"))
             out.add(
                 Result(
                     "step",
@@ -70,5 +74,6 @@ def run(cfg: Config, out: Run) -> None:
                     f"<= {STEP_GOAL}",
                     ratio <= STEP_GOAL,
                     f"median overhead {overhead_us:+.1f} us per step",
+                    key=f"{key}/ratio",
                 )
             )

@@ -95,14 +95,10 @@ class TinyTransformer(nn.Module):
     torch.Size([3, 10])
     """
 
-    def __init__(
-        self, vocab: int = 1000, dim: int = 256, layers: int = 4, heads: int = 4, classes: int = 10
-    ) -> None:
+    def __init__(self, vocab: int = 1000, dim: int = 256, layers: int = 4, heads: int = 4, classes: int = 10) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, 4 * dim, dropout=0.1, batch_first=True, norm_first=True
-        )
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.1, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(dim, classes)
 
@@ -200,13 +196,11 @@ def make_case(
     torch.manual_seed(seed)
     spec: dict[str, Any]
     if name == "mlp":
-        spec = {"width": 64, "batches": 2, "bs": 16} if quick else {"width": 1024, "batches": 8, "bs": 128}
+        spec = {"width": 64, "batches": 2, "bs": 16} if quick else {"width": 1024, "batches": 32, "bs": 128}
         w = width or spec["width"]
         model: nn.Module = make_mlp(w, depth=3)
         bs = spec["bs"]
-        loader = _loader(
-            lambda g: torch.randn(bs, 784, generator=g), batches or spec["batches"], bs, 10, device, seed
-        )
+        loader = _loader(lambda g: torch.randn(bs, 784, generator=g), batches or spec["batches"], bs, 10, device, seed)
     elif name == "resnet18":
         spec = {"width": 4, "batches": 2, "bs": 4} if quick else {"width": 64, "batches": 4, "bs": 32}
         model = make_resnet18(width or spec["width"])

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["Result", "Run", "machine"]
+__all__ = ["Result", "Run", "commit", "machine"]
 
 
 @dataclass
@@ -34,6 +37,8 @@ class Result:
         Whether the goal holds (``None`` without a goal).
     note:
         Anything needed to read the figure.
+    key:
+        A stable identifier (``"gather/mlp/ratio"``) for the renderers of published tables.
 
     Examples
     --------
@@ -48,6 +53,7 @@ class Result:
     goal: str = ""
     holds: bool | None = None
     note: str = ""
+    key: str = ""
 
 
 def _cpu_model() -> str:
@@ -59,6 +65,31 @@ def _cpu_model() -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     return platform.processor() or "unknown"
+
+
+def commit() -> str:
+    """The git commit of the checkout, with ``+uncommitted`` when the tree has changes.
+
+    Examples
+    --------
+    >>> isinstance(commit(), str)
+    True
+    """
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10, cwd=root
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=root,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+uncommitted" if dirty else "")
 
 
 def machine(device: str = "cpu") -> dict[str, Any]:
@@ -77,9 +108,11 @@ def machine(device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device,
+        "commit": commit(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
     return info
 
 
@@ -116,6 +149,48 @@ class Run:
             indent=2,
         )
 
+    def csv(self) -> str:
+        """The results as CSV (one row per result, the columns of :class:`Result`)."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(Result.__dataclass_fields__), lineterminator="\n")
+        writer.writeheader()
+        for r in self.results:
+            writer.writerow(asdict(r))
+        return out.getvalue()
+
+    def write_folder(self, folder: str | Path) -> list[Path]:
+        """Write ``results.json``, ``results.csv`` and ``results.md`` into ``folder``; return the paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, text in (
+            ("results.json", self.to_json()),
+            ("results.csv", self.csv()),
+            ("results.md", self.markdown()),
+        ):
+            path = folder / name
+            path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+            paths.append(path)
+        return paths
+
+    @classmethod
+    def load(cls, path: str | Path) -> Run:
+        """Read a run written by :meth:`to_json` (a file, or a folder holding ``results.json``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "results.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        fields = set(Result.__dataclass_fields__)
+        results = [Result(**{k: v for k, v in r.items() if k in fields}) for r in data["results"]]
+        return cls(data["command"], data["machine"], results, data.get("seconds", 0.0))
+
+    def get(self, key: str) -> Result:
+        """The result with ``key``; :class:`KeyError` naming the keys there are if none."""
+        for r in self.results:
+            if r.key == key:
+                return r
+        raise KeyError(f"no result with key {key!r}; keys: {', '.join(r.key for r in self.results if r.key)}")
+
     def markdown(self) -> str:
         """The run as a markdown table (one row per result)."""
         lines = [
@@ -128,9 +203,7 @@ class Run:
         ]
         for r in self.results:
             holds = "" if r.holds is None else ("yes" if r.holds else "**no**")
-            lines.append(
-                f"| {r.section} | {r.name} | {_fmt(r.value)} | {r.unit} | {r.goal} | {holds} | {r.note} |"
-            )
+            lines.append(f"| {r.section} | {r.name} | {_fmt(r.value)} | {r.unit} | {r.goal} | {holds} | {r.note} |")
         return "\n".join(lines) + "\n"
 
     def rst(self) -> str:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import time
 
-from . import bench_gather, bench_gpu, bench_scaling, bench_shrink, bench_step
+from . import bench_cifar, bench_gather, bench_gpu, bench_harness, bench_scaling, bench_shrink, bench_step, bench_tol
 from .config import Config
 from .models import make_case
 from .results import Run, machine
 
-__all__ = ["SECTIONS", "run_all"]
+__all__ = ["DEFAULT_SECTIONS", "SECTIONS", "run_all"]
 
 #: Section names, in the order they run.
-SECTIONS: tuple[str, ...] = ("gather", "shrink", "step", "scaling", "gpu")
+SECTIONS: tuple[str, ...] = ("gather", "shrink", "step", "scaling", "tol", "gpu", "cifar", "harness")
+#: The sections of a plain ``python -m benchmarks``; ``cifar`` and ``harness`` (CIFAR-10-sized
+#: passes and a harness timing, meant for a GPU) are asked for by name, as ``scripts/gpu-check`` does.
+DEFAULT_SECTIONS: tuple[str, ...] = ("gather", "shrink", "step", "scaling", "tol", "gpu")
 
 
-def run_all(
-    cfg: Config, command: str, sections: tuple[str, ...] = SECTIONS, rss: bool = True, log: bool = True
-) -> Run:
+def run_all(cfg: Config, command: str, sections: tuple[str, ...] = SECTIONS, rss: bool = True, log: bool = True) -> Run:
     """Run ``sections`` with ``cfg``; ``rss`` adds the subprocess RSS cross-check of memory.
 
     Examples
@@ -52,9 +53,18 @@ def run_all(
     if "scaling" in sections:
         say("scaling: data size and parameter count")
         bench_scaling.run(cfg, out)
+    if "tol" in sections:
+        say("tol: skipping the batches the EMA cannot see, against exact")
+        bench_tol.run(cfg, out)
     if "gpu" in sections:
         say("gpu: synchronisations in the gathering loop")
         bench_gpu.run(cfg, out)
+    if "cifar" in sections:
+        say("cifar: one CIFAR-10-sized gradient pass, ours against the authors' gathering")
+        bench_cifar.run(cfg, out)
+    if "harness" in sections:
+        say("harness: a short timing run, projected to the paper's protocol")
+        bench_harness.run(cfg, out)
     out.seconds = time.perf_counter() - start
     say("done")
     return out

@@ -1,6 +1,6 @@
 """Sphinx configuration of the torch-dash-optim documentation.
 
-Build (warnings are errors, as in CI)::
+Build (nitpicky, warnings are errors, offline, as in CI)::
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
     python -m sphinx -W --keep-going -b doctest docs docs/_build/doctest
@@ -31,22 +31,91 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # ships MathJax 3 into _static/: maths renders with no network
     "sphinx_copybutton",
     "myst_parser",  # only for the changelog, which is Markdown (../CHANGELOG.md)
 ]
 
 source_suffix = {".rst": "restructuredtext"}  # Markdown is only ever included, never a page
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "figures/*.py"]
-templates_path: list[str] = []
+templates_path = ["_templates"]
+
+
+# -- pages of parts that a checkout may not have yet -------------------------------------------
+# The integrations (torch_dash_optim.integrations) and the module-level helpers on_new_data and
+# find_dash have API pages in the toctrees. A page whose object does not exist is left out of
+# the build, and its toctree entries with it (_drop_missing_entries), so the same docs build
+# with and without them.
+def _missing(module: str, attribute: str | None = None) -> bool:
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(module) is None:
+            return True
+    except ModuleNotFoundError:
+        return True
+    return attribute is not None and not hasattr(importlib.import_module(module), attribute)
+
+
+_OPTIONAL_PAGES = {
+    "api/integrations/index.rst": ("torch_dash_optim.integrations", None),
+    "api/integrations/lightning.rst": ("torch_dash_optim.integrations.lightning", None),
+    "api/integrations/transformers.rst": ("torch_dash_optim.integrations.transformers", None),
+    "api/on_new_data.rst": ("torch_dash_optim", "on_new_data"),
+    "api/find_dash.rst": ("torch_dash_optim", "find_dash"),
+}
+_LEFT_OUT = [page for page, target in _OPTIONAL_PAGES.items() if _missing(*target)]
+exclude_patterns += _LEFT_OUT
+
+
+def _drop_missing_entries(app: object, docname: str, source: list[str]) -> None:
+    """Remove the toctree entries (indented lines naming one page) of the pages left out."""
+    import posixpath
+    import re
+
+    left_out = {page.removesuffix(".rst") for page in _LEFT_OUT}
+
+    def target(entry: str) -> str:
+        return (
+            entry[1:]
+            if entry.startswith("/")
+            else posixpath.normpath(posixpath.join(posixpath.dirname(docname), entry))
+        )
+
+    def keep(m: re.Match[str]) -> str:
+        return "" if target(m.group(1) or m.group(2)) in left_out else m.group(0)
+
+    source[0] = re.sub(r"^ +(?:[^\n<]*<(\S+)>|(\S+)) *\n", keep, source[0], flags=re.MULTILINE)
+
+
+# Every cross-reference must resolve (the build is nitpicky, and warnings are errors).
+nitpicky = True
+nitpick_ignore: list[tuple[str, str]] = [
+    # TEMPORARY: the return annotation of experiments.loaders.make_loader names this private
+    # class; remove this line once it is annotated with a public type.
+    ("py:class", "torch_dash_optim.experiments.loaders._DeviceLoader"),
+]
+
+# -- project links, defined once --------------------------------------------------------------
+# The same addresses are in pyproject.toml's [project.urls]. Pages link them as `repository`_
+# and `issue tracker`_ (rst_epilog); the sidebar reads them from html_context.
+REPOSITORY = "https://github.com/torch-dash-optim/torch-dash-optim"
+ISSUES = f"{REPOSITORY}/issues"
+rst_epilog = f"""
+.. _repository: {REPOSITORY}
+.. _issue tracker: {ISSUES}
+.. |repository_url| replace:: {REPOSITORY}
+"""
 
 # -- autodoc / napoleon ---------------------------------------------------------------------
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
+python_use_unqualified_type_names = True  # "ParamReport", not "torch_dash_optim.report.ParamReport"
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
-napoleon_use_ivar = True
+napoleon_use_ivar = False  # "Attributes" become attribute entries that :attr: can link
 
 # -- doctest --------------------------------------------------------------------------------
 # ``-b doctest`` runs the examples of the narrative pages and of every docstring that autodoc
@@ -80,9 +149,29 @@ intersphinx_mapping = {
 intersphinx_timeout = 10
 
 # -- math, HTML -----------------------------------------------------------------------------
-# MathJax is loaded by the reader's browser from its CDN; nothing is fetched at build time.
+# MathJax comes with the site: sphinx-mathjax-offline copies it into _static/mathjax/ and points
+# mathjax_path there, so a local build reads correctly without internet (no CDN is referenced).
 html_theme = "furo"
 html_title = f"torch-dash-optim {release}"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_context = {"project_links": [("Repository", REPOSITORY), ("Issue tracker", ISSUES)]}
+html_sidebars = {
+    "**": [
+        "sidebar/brand.html",
+        "sidebar/search.html",
+        "sidebar/scroll-start.html",
+        "sidebar/navigation.html",
+        "sidebar/project-links.html",
+        "sidebar/scroll-end.html",
+    ]
+}
+html_theme_options = {
+    "source_repository": f"{REPOSITORY}/",
+    "source_branch": "main",
+    "source_directory": "docs/",
+}
+copybutton_selector = "div.highlight pre, pre.literal-block"  # the install line too
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
 copybutton_exclude = ".linenos, .gp, .go"
@@ -110,9 +199,121 @@ def _evaluate_constructor_hints(module: object) -> None:
             pass
 
 
+# -- the changelog --------------------------------------------------------------------------
+# CHANGELOG.md follows Keep a Changelog: version headings are written "## [0.2.0] - date" and
+# link to the release through a definition at the bottom ("[0.2.0]: https://..."). MyST renders
+# a defined one as a link; a heading whose brackets have no definition would show them
+# literally, so the ``changelog`` directive below drops those (in the docs only).
+def unbracket_headings(markdown: str) -> str:
+    """Drop the brackets of ``## [label]`` headings whose ``[label]:`` link is not defined."""
+    import re
+
+    defined = {m.lower() for m in re.findall(r"^ {0,3}\[([^\]]+)\]:", markdown, flags=re.MULTILINE)}
+
+    def unbracket(match: re.Match[str]) -> str:
+        hashes, label = match.group(1), match.group(2)
+        return match.group(0) if label.lower() in defined else f"{hashes}{label}"
+
+    return re.sub(r"^(#+ +)\[([^\]]+)\](?![(\[:])", unbracket, markdown, flags=re.MULTILINE)
+
+
+def _changelog_directive() -> type:
+    from docutils.utils import new_document
+    from myst_parser.parsers.sphinx_ import MystParser
+    from sphinx.util.docutils import SphinxDirective
+
+    class Changelog(SphinxDirective):
+        """``.. changelog:: ../CHANGELOG.md``: the Markdown file, parsed by MyST, headings mended."""
+
+        required_arguments = 1
+
+        def run(self) -> list:
+            _, path = self.env.relfn2path(self.arguments[0])
+            self.env.note_dependency(path)
+            text = unbracket_headings(Path(path).read_text(encoding="utf-8"))
+            document = new_document(str(path), self.state.document.settings)
+            MystParser().parse(text, document)
+            return document.children
+
+    return Changelog
+
+
+# -- the table of what the package exports ------------------------------------------------------
+def _exports_directive() -> type:
+    import inspect
+
+    from docutils.parsers.rst import directives
+    from docutils.statemachine import StringList
+    from sphinx.util.docutils import SphinxDirective
+    from sphinx.util.parsing import nested_parse_to_nodes
+
+    def row(name: str) -> tuple[str, str]:
+        obj = getattr(torch_dash_optim, name)
+        if inspect.ismodule(obj):
+            return f":mod:`~{obj.__name__}`", (inspect.getdoc(obj) or "").splitlines()[0]
+        if name == "__version__":
+            return ":data:`~torch_dash_optim.__version__`", "The version of the package."
+        role = "exc" if inspect.isclass(obj) and issubclass(obj, BaseException) else "class"
+        role = role if inspect.isclass(obj) else "func"
+        return f":{role}:`~torch_dash_optim.{name}`", (inspect.getdoc(obj) or "").splitlines()[0]
+
+    class Exports(SphinxDirective):
+        """``.. dash-exports::``: a table of ``torch_dash_optim.__all__`` with one-line summaries.
+
+        ``:objects-only:`` leaves out the submodules and ``__version__``.
+        """
+
+        option_spec = {"objects-only": directives.flag}
+
+        def run(self) -> list:
+            first = ["DASHWrapper", "DASHConfig", "DASHReport", "ParamReport", "SAM"]  # the rest: __all__'s order
+            ordered = [n for n in first if n in torch_dash_optim.__all__]
+            ordered += [n for n in torch_dash_optim.__all__ if n not in first]
+            names = [
+                n for n in ordered
+                if "objects-only" not in self.options
+                or not (inspect.ismodule(getattr(torch_dash_optim, n)) or n == "__version__")
+            ]  # fmt: skip
+            lines = [".. list-table::", "   :widths: 35 65", ""]
+            for name in names:
+                ref, summary = row(name)
+                lines += [f"   * - {ref}", f"     - {summary}"]
+            return nested_parse_to_nodes(self.state, StringList(lines, source="dash-exports"))
+
+    return Exports
+
+
+# -- long dotted names in page titles and in the navigation ------------------------------------
+# A name such as ``torch_dash_optim.experiments.protocol`` is one long word: a narrow column
+# would break it anywhere. Offer a line break after each dot instead (<wbr>, invisible), in the
+# page title, the navigation tree (furo builds it in its own handler, which runs first) and the
+# page's table of contents.
+def _soft_dots(html: str) -> str:
+    import re
+
+    return re.sub(r">([^<>]*\w\.[^<>]*)<", lambda m: ">" + re.sub(r"(\w)\.(?=\w)", r"\1.<wbr>", m.group(1)) + "<", html)
+
+
+def _break_names_after_dots(app: object, pagename: str, templatename: str, context: dict, doctree: object) -> None:
+    import re
+
+    if context.get("body"):
+        context["body"] = re.sub(
+            r"<h1>.*?</h1>", lambda m: _soft_dots(m.group(0)), context["body"], count=1, flags=re.DOTALL
+        )
+    for key in ("furo_navigation_tree", "toc"):  # the navigation, and the page's contents
+        if context.get(key):
+            context[key] = _soft_dots(context[key])
+
+
 def setup(app: object) -> None:
     import importlib
     import pkgutil
+
+    app.connect("html-page-context", _break_names_after_dots, priority=900)  # after furo's
+    app.connect("source-read", _drop_missing_entries)
+    app.add_directive("changelog", _changelog_directive())
+    app.add_directive("dash-exports", _exports_directive())
 
     for info in pkgutil.walk_packages(torch_dash_optim.__path__, "torch_dash_optim."):
         leaf = info.name.rsplit(".", 1)[-1]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import torch
+from _snapshot import assert_same, assert_unchanged, snapshot
 from torch import nn
+
+__all__ = ["SmallCNN", "assert_same", "assert_unchanged", "make_data", "snapshot", "train_steps"]
 
 
 class SmallCNN(nn.Module):
@@ -46,46 +49,3 @@ def train_steps(model: nn.Module, opt: torch.optim.Optimizer, data, steps: int =
             return loss
 
         opt.step(closure)
-
-
-def snapshot(model: nn.Module, opt: torch.optim.Optimizer | None = None) -> dict:
-    """Everything on_new_data must leave as it was (weights included)."""
-    snap = {
-        "params": {k: v.detach().clone() for k, v in model.named_parameters()},
-        "grads": {k: (None if v.grad is None else v.grad.clone()) for k, v in model.named_parameters()},
-        "grad_ids": {k: id(v.grad) for k, v in model.named_parameters()},
-        "buffers": {k: v.clone() for k, v in model.named_buffers()},
-        "modes": {k: m.training for k, m in model.named_modules()},
-    }
-    if opt is not None:
-        snap["state"] = {
-            id(p): {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()} for p, s in opt.state.items()
-        }
-        snap["groups"] = {i: {k: v for k, v in g.items() if k != "params"} for i, g in enumerate(opt.param_groups)}
-    return snap
-
-
-def assert_same(before: dict, after: dict, *, weights: bool = True) -> None:
-    """Bit-identical comparison of two snapshots (weights optional)."""
-    keys = ["grads", "buffers", "modes", "state", "groups"] + (["params"] if weights else [])
-    for key in keys:
-        if key not in before:
-            continue
-        a, b = before[key], after[key]
-        assert a.keys() == b.keys(), key
-        for name in a:
-            x, y = a[name], b[name]
-            if isinstance(x, dict):
-                assert x.keys() == y.keys(), (key, name)
-                for k in x:
-                    _equal(x[k], y[k], (key, name, k))
-            else:
-                _equal(x, y, (key, name))
-    assert before["grad_ids"] == after["grad_ids"], "grad tensors were replaced"
-
-
-def _equal(x, y, where) -> None:
-    if torch.is_tensor(x):
-        assert torch.is_tensor(y) and x.dtype == y.dtype and torch.equal(x, y), where
-    else:
-        assert x == y, where

@@ -1,4 +1,4 @@
-"""Shrink & Perturb, L2-init and last-layer reset: their formulas, exactly."""
+"""Shrink & Perturb, L2-init, last-layer reset and FIRE: their formulas, exactly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from torch_dash_optim.baselines import L2Init, l2_init_penalty, last_layer, reset_last_layer_, shrink_perturb_
+from torch_dash_optim.baselines import (
+    L2Init,
+    fire_,
+    l2_init_penalty,
+    last_layer,
+    newton_schulz,
+    reset_last_layer_,
+    shrink_perturb_,
+)
 
 
 def _net() -> nn.Module:
@@ -95,3 +103,104 @@ def test_reset_last_layer_errors_name_the_fix() -> None:
         last_layer(nn.Sequential(nn.ReLU()))
     with pytest.raises(ValueError, match="'nope' is not a module.*e.g. '5'"):
         reset_last_layer_(_net(), names=["nope"])
+
+
+# ---- FIRE ---------------------------------------------------------------------------------------
+
+
+def _orthogonal(n: int, seed: int) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    return q.float()
+
+
+def test_newton_schulz_one_iteration_is_the_published_formula() -> None:
+    m = torch.randn(7, 4, generator=torch.Generator().manual_seed(0))
+    x = m / m.norm()
+    torch.testing.assert_close(newton_schulz(m, iterations=1), 1.5 * x - 0.5 * x @ (x.T @ x))
+    wide = m.T  # 4 x 7: transposed, iterated, transposed back
+    torch.testing.assert_close(newton_schulz(wide, iterations=1), (1.5 * x - 0.5 * x @ (x.T @ x)).T)
+    torch.testing.assert_close(newton_schulz(m, iterations=0), x)
+
+
+def test_newton_schulz_reaches_the_polar_factor_of_a_well_conditioned_matrix() -> None:
+    g = torch.Generator().manual_seed(1)
+    u, _ = torch.linalg.qr(torch.randn(12, 5, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=torch.float64))
+    s = torch.tensor([1.0, 0.9, 0.8, 0.7, 0.6], dtype=torch.float64)
+    m = u @ torch.diag(s) @ v.T
+    torch.testing.assert_close(newton_schulz(m), u @ v.T, atol=1e-6, rtol=0)
+
+
+def test_fire_leaves_a_square_orthogonal_linear_weight_unchanged() -> None:
+    layer = nn.Linear(6, 6)
+    q = _orthogonal(6, 2)
+    with torch.no_grad():
+        layer.weight.copy_(q)
+    bias = layer.bias.detach().clone()
+    assert fire_(layer) == ["weight"]
+    torch.testing.assert_close(layer.weight.detach(), q, atol=1e-5, rtol=0)  # scale sqrt(6/6) = 1
+    assert torch.equal(layer.bias, bias)
+
+
+def test_fire_conv_slices_are_orthogonalised_one_position_at_a_time() -> None:
+    conv = nn.Conv2d(4, 4, 3, bias=False)
+    slices = {(i, j): _orthogonal(4, 10 + 3 * i + j) for i in range(3) for j in range(3)}
+    with torch.no_grad():
+        for (i, j), q in slices.items():
+            conv.weight[:, :, i, j] = 2.5 * q
+    fire_(conv)
+    for (i, j), q in slices.items():  # scale sqrt(4/4) / 9 kernel elements
+        torch.testing.assert_close(conv.weight[:, :, i, j].detach(), q / 9, atol=1e-5, rtol=0)
+
+
+def test_fire_singular_values_are_equal_at_the_published_scale() -> None:
+    torch.manual_seed(0)
+    tall, wide = nn.Linear(16, 64), nn.Linear(64, 16)  # weights 64 x 16 and 16 x 64
+    conv = nn.Conv1d(3, 8, 5)
+    model = nn.Sequential(tall, wide, conv)
+    fire_(model)
+    for layer, scale in ((tall, 2.0), (wide, 0.5)):
+        s = torch.linalg.svdvals(layer.weight.detach())
+        torch.testing.assert_close(s, torch.full_like(s, scale), atol=1e-3, rtol=0)
+    for k in range(5):  # each of the 5 positions: 8 x 3, singular values sqrt(8/3) / 5
+        s = torch.linalg.svdvals(conv.weight[:, :, k].detach())
+        torch.testing.assert_close(s, torch.full_like(s, (8 / 3) ** 0.5 / 5), atol=1e-3, rtol=0)
+
+
+def test_fire_conv_positions_are_independent() -> None:
+    conv = nn.Conv1d(3, 8, 5, bias=False)
+    other = nn.Conv1d(3, 8, 5, bias=False)
+    with torch.no_grad():
+        other.weight.copy_(conv.weight)
+        other.weight[:, :, 2] = torch.randn(8, 3)
+    fire_(conv)
+    fire_(other)
+    for k in (0, 1, 3, 4):
+        assert torch.equal(conv.weight[:, :, k], other.weight[:, :, k])
+    assert not torch.allclose(conv.weight[:, :, 2], other.weight[:, :, 2])
+
+
+def test_fire_touches_only_conv_and_linear_weights() -> None:
+    model = nn.Sequential(
+        nn.Embedding(10, 6),
+        nn.LayerNorm(6),
+        nn.Linear(6, 8),
+        nn.BatchNorm1d(8),
+        nn.Linear(8, 3, bias=False),
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    params = list(model.parameters())
+    assert fire_(model) == ["2.weight", "4.weight"]
+    assert [id(p) for p in model.parameters()] == [id(p) for p in params]  # same Parameter objects
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]) == (name not in ("2.weight", "4.weight")), name
+
+
+def test_fire_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="iterations=-1 must be an integer >= 0"):
+        fire_(nn.Linear(2, 2), iterations=-1)
+    with pytest.raises(ValueError, match="2-D matrix"):
+        newton_schulz(torch.ones(3))

@@ -1,12 +1,15 @@
 """The documentation builds warning-free, its examples run, and it covers the public API.
 
-Both Sphinx builds run as in CI and on Read the Docs (``-W --keep-going``), offline, in a
-temporary folder; they are started together, since each mostly waits on imports and I/O.
+Both Sphinx builds run as in CI and on Read the Docs (nitpicky, ``-W --keep-going``), offline,
+in a temporary folder; they are started together, since each mostly waits on imports and I/O.
+The built pages are then read as a browser would: no leaked markup, no resource from the
+network, every public class on a page of its own and in the navigation.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import pkgutil
@@ -18,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from test_docs_markup import find_leaked_markup
 
 import torch_dash_optim
 
@@ -58,9 +62,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, su
         base = tmp_path_factory.mktemp(builder)
         cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
                "-d", str(base / "doctrees"), str(DOCS), str(base / "out")]  # fmt: skip
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         procs[builder] = (base / "out", cmd, proc)
     results = {}
     for builder, (out, cmd, proc) in procs.items():
@@ -82,10 +84,11 @@ def test_html_builds_without_warnings(builds: dict) -> None:
     out, result = builds["html"]
     _check(result)
     for page in ("index", "overview", "installation", "quickstart", "guide/index", "api/index",
-                 "changelog", "citing"):  # fmt: skip
+                 "api/modules/index", "changelog", "citing"):  # fmt: skip
         assert (out / f"{page}.html").is_file(), page
-    # The figure of the Overview is shipped with the site.
-    assert (out / "_images" / "overview.png").is_file()
+    # The figures of the landing page and of the Overview are shipped with the site.
+    for image in ("overview.png", "idea-vectors.png", "idea-factor.png"):
+        assert (out / "_images" / image).is_file(), image
     # The changelog is the repository's CHANGELOG.md, rendered.
     changelog = (out / "changelog.html").read_text(encoding="utf-8")
     first_entry = next(
@@ -127,7 +130,8 @@ def test_doctests_pass(builds: dict) -> None:
     assert re.search(r"\b0 failures in tests", report), report
     tested = set(re.findall(r"^Document: (\S+)", report, flags=re.MULTILINE))
     # The narrative pages' examples and the API reference's docstring examples all ran.
-    for page in ("quickstart", "guide/data", "guide/state", "guide/sam", "api/package", "api/functional"):
+    for page in ("index", "quickstart", "guide/data", "guide/state", "guide/sam", "api/DASHWrapper",
+                 "api/modules/functional"):  # fmt: skip
         assert page in tested, f"no doctest ran on {page}: {sorted(tested)}"
     ran = sum(int(n) for n in re.findall(r"^(\d+) tests? in \d+ items?\.", report, flags=re.MULTILINE))
     assert ran >= 50, report
@@ -140,3 +144,91 @@ def test_public_classes_and_functions_have_examples() -> None:
             if ">>>" not in (inspect.getdoc(obj) or ""):
                 missing.append(name)
     assert not missing, f"public classes/functions without a docstring example: {missing}"
+
+
+# -- the built pages, as a reader sees them ---------------------------------------------------
+def _pages(out: Path) -> list[Path]:
+    """The HTML pages of the site, less the generated index, search and highlighted sources."""
+    skip = ("genindex.html", "search.html", "py-modindex.html")
+    return [
+        page
+        for page in sorted(out.rglob("*.html"))
+        if not page.relative_to(out).as_posix().startswith(("_modules/", "_sources/")) and page.name not in skip
+    ]
+
+
+def test_no_page_shows_leaked_markup(builds: dict) -> None:
+    out, result = builds["html"]
+    assert (out / "index.html").is_file(), result.stdout
+    leaks = [f"{page.relative_to(out)}: {finding}"
+             for page in _pages(out)
+             for finding in find_leaked_markup(page.read_text(encoding="utf-8"))]  # fmt: skip
+    assert not leaks, "reST/Markdown/TeX syntax shows on the built pages:\n" + "\n".join(leaks)
+
+
+def test_the_site_needs_no_network(builds: dict) -> None:
+    """Scripts, styles and fonts come with the site: MathJax included, no CDN."""
+    out, result = builds["html"]
+    assert (out / "index.html").is_file(), result.stdout
+    external = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=["'](?:https?:)?//""")
+    offenders = [str(page.relative_to(out)) for page in _pages(out) if external.search(page.read_text("utf-8"))]
+    assert not offenders, f"pages that load a resource from the network: {offenders}"
+    overview = (out / "overview.html").read_text(encoding="utf-8")
+    assert 'class="math' in overview  # the page has maths...
+    src = re.search(r'<script[^>]*src="([^"]*mathjax[^"]*)"', overview)
+    assert src, "no MathJax script on a page with maths"
+    assert not src.group(1).startswith(("http:", "https:", "//")), src.group(1)
+    assert (out / src.group(1)).is_file(), f"{src.group(1)} is not in the built site"  # ...and MathJax is local
+
+
+def test_every_public_class_and_function_has_a_page_in_the_navigation(builds: dict) -> None:
+    out, result = builds["html"]
+    assert (out / "index.html").is_file(), result.stdout
+    index = (out / "index.html").read_text(encoding="utf-8")
+    sidebar = index[index.index('class="sidebar-tree"') :]
+    for name in torch_dash_optim.__all__:
+        obj = getattr(torch_dash_optim, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert (out / "api" / f"{name}.html").is_file(), f"{name} has no page docs/api/{name}.rst"
+            assert re.search(rf'href="api/{name}\.html">{name}</a>', sidebar), f"{name} is not in the sidebar"
+    package = (out / "api" / "modules" / "package.html").read_text(encoding="utf-8")
+    for name in torch_dash_optim.__all__:  # the package page lists everything it exports
+        assert f"torch_dash_optim.{name}" in package or f"#module-torch_dash_optim.{name}" in package, name
+
+
+def _conf() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_dash_docs_conf", DOCS / "conf.py")
+    assert spec is not None and spec.loader is not None
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    return conf
+
+
+def test_the_build_is_nitpicky_and_its_links_match_the_package_metadata() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    conf = _conf()
+    assert conf.nitpicky is True
+    # Only references to private objects, which have no page, may be ignored.
+    assert all("._" in target for _, target in conf.nitpick_ignore), conf.nitpick_ignore
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]
+    assert urls["Repository"] == conf.REPOSITORY
+    assert urls["Issues"] == conf.ISSUES
+    assert urls["Changelog"].endswith("/changelog.html")
+
+
+def test_installation_lists_every_extra() -> None:
+    """The table of extras on the installation page names exactly the extras of pyproject.toml."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = set(project["optional-dependencies"])
+    page = (DOCS / "installation.rst").read_text(encoding="utf-8")
+    table = page[page.index("Optional extras") : page.index("Building the documentation")]
+    listed = set(re.findall(r"^   \* - ``([\w-]+)``$", table, flags=re.MULTILINE))
+    assert listed == extras, f"docs/installation.rst lists {sorted(listed)}; pyproject.toml has {sorted(extras)}"
+
+
+def test_changelog_headings_keep_links_and_drop_undefined_brackets() -> None:
+    unbracket = _conf().unbracket_headings
+    text = "# Changelog\n\n## [Unreleased]\n\n## [0.2.0] - 2026-11-27\n\n- a [link](x)\n\n[0.2.0]: https://x/0.2.0\n"
+    assert unbracket(text) == text.replace("## [Unreleased]", "## Unreleased")
+    assert unbracket("## [1.0]\n\n[1.0]: https://x\n") == "## [1.0]\n\n[1.0]: https://x\n"

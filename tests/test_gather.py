@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _snapshot import assert_unchanged, snapshot
 from torch import nn
 
 from torch_dash_optim import NonFiniteGradientError, gather_direction
@@ -56,24 +57,16 @@ def test_mean_average_is_the_plain_mean():
         torch.testing.assert_close(d, -sum(g[i] for g in grads) / len(grads), rtol=1e-5, atol=1e-7)
 
 
-def test_grads_modes_and_buffers_come_back_exactly():
+@pytest.mark.parametrize("train_mode", [True, False], ids=["train-mode", "eval-mode"])
+def test_grads_modes_and_buffers_come_back_exactly(train_mode):
     model, data = _setup()
-    model.train()
-    model[1].eval()
-    x, y = data[0]
-    nn.functional.cross_entropy(model(x), y).backward()
-    model[3].bias.grad = None  # a None grad stays None
-    grads = {n: (p.grad, None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
-    buffers = {n: b.clone() for n, b in model.named_buffers()}
-    modes = {n: m.training for n, m in model.named_modules()}
-    params = list(model.parameters())
-    gather_direction(params, data, _loss(model), model=model, train_mode=True)
-    for n, p in model.named_parameters():
-        obj, val = grads[n]
-        assert p.grad is obj and (val is None or torch.equal(p.grad, val)), n
-    for n, b in model.named_buffers():
-        assert torch.equal(b, buffers[n]), n
-    assert {n: m.training for n, m in model.named_modules()} == modes
+    extra = _user_state(model, data)
+    before = snapshot(model, extra=[extra])
+    res = gather_direction(
+        list(model.parameters()) + [extra], data, _loss(model), model=model, train_mode=train_mode
+    )
+    assert all(d is not None for d in res.directions[:-1]) and res.directions[-1] is None
+    assert_unchanged(before, model, extra=[extra])
 
 
 def test_the_pass_runs_in_eval_mode_by_default_and_under_no_grad():
@@ -94,32 +87,121 @@ def test_unreached_parameters_have_no_direction():
 
 
 def test_batches_are_moved_and_nested_structures_kept():
-    from collections import namedtuple
+    """A real move (to the meta device): every tensor leaf moves, containers keep their types,
+    other leaves are the very same objects."""
+    from collections import OrderedDict, namedtuple
 
     Pair = namedtuple("Pair", "x y")
-    batch = {"a": [torch.ones(1), (torch.zeros(1), 3)], "b": Pair(torch.ones(2), "s")}
-    moved = move_to_device(batch, torch.device("cpu"))
-    assert isinstance(moved["b"], Pair) and moved["b"].y == "s" and moved["a"][1][1] == 3
+    label, tag = object(), "s"
+    batch = OrderedDict(
+        a=[torch.ones(1), (torch.zeros(2, 3), 3, None)],
+        b=Pair(torch.ones(2, dtype=torch.float16), tag),
+        c=(label, torch.arange(4)),
+    )
+    moved = move_to_device(batch, torch.device("meta"))
+    assert type(moved) is OrderedDict and list(moved) == ["a", "b", "c"]
+    assert type(moved["a"]) is list and type(moved["a"][1]) is tuple
+    assert type(moved["b"]) is Pair and moved["b"].y is tag
+    assert moved["c"][0] is label and moved["a"][1][1] == 3 and moved["a"][1][2] is None
+    leaves = [moved["a"][0], moved["a"][1][0], moved["b"].x, moved["c"][1]]
+    originals = [batch["a"][0], batch["a"][1][0], batch["b"].x, batch["c"][1]]
+    for new, old in zip(leaves, originals, strict=True):
+        assert new.device.type == "meta" and old.device.type == "cpu"
+        assert new.shape == old.shape and new.dtype == old.dtype
+    # Already on the device: the same tensors come back, nothing is copied.
+    same = move_to_device(batch, torch.device("cpu"))
+    assert same["a"][0] is batch["a"][0] and same["b"].x is batch["b"].x
 
 
-def test_empty_loader_non_scalar_and_detached_losses_are_refused():
+def _user_state(model, data):
+    """Mixed modes, user grads set and None, BatchNorm statistics that a train-mode pass moves."""
+    model.train()
+    for x, _ in data[:2]:  # the running statistics are not at their initial values
+        model(x)
+    nn.functional.cross_entropy(model(data[0][0]), data[0][1]).backward()
+    model[3].bias.grad = None
+    model[0].weight.grad = None
+    model.eval()
+    model[1].train()
+    extra = nn.Parameter(torch.randn(3))  # a parameter outside the model, with a grad of its own
+    extra.grad = torch.randn(3)
+    return extra
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def _loss_failing_at(model, at, make_failure):
+    def loss(batch, calls=[]):  # noqa: B006 - the call counter
+        calls.append(1)
+        if len(calls) - 1 == at:
+            return make_failure(batch)
+        return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    return loss
+
+
+def _raise(exc):
+    def fail(batch):
+        raise exc
+
+    return fail
+
+
+FAILURES = [
+    pytest.param(ValueError, "the loader yielded no batch", "empty", None, id="empty-loader"),
+    pytest.param(_Boom, "in the loader", "loader", 0, id="loader-first"),
+    pytest.param(_Boom, "in the loader", "loader", 2, id="loader-middle"),
+    pytest.param(_Boom, "in the loss", _raise(_Boom("in the loss")), 2, id="loss-middle"),
+    pytest.param(KeyboardInterrupt, None, _raise(KeyboardInterrupt()), 3, id="ctrl-c-last"),
+    pytest.param(ValueError, r"batch 2: the loss must be a scalar; got shape \(5,\)", "non-scalar", 2, id="non-scalar"),
+    pytest.param(ValueError, "batch 1: the loss does not depend", "detached", 1, id="detached"),
+    pytest.param(TypeError, "batch 1: the loss must be a Tensor; got float", "float", 1, id="not-a-tensor"),
+    pytest.param(NonFiniteGradientError, r"for \d parameter\(s\) \(first", "nan", 2, id="nan-direction"),
+]
+
+
+@pytest.mark.parametrize("train_mode", [True, False], ids=["train-mode", "eval-mode"])
+@pytest.mark.parametrize(("kind", "match", "failure", "at"), FAILURES)
+def test_failures_leave_everything_exactly_as_it_was(train_mode, kind, match, failure, at):
     model, data = _setup()
-    params = list(model.parameters())
-    with pytest.raises(ValueError, match="the loader yielded no batch"):
-        gather_direction(params, [], _loss(model), model=model)
-    with pytest.raises(ValueError, match=r"batch 0: the loss must be a scalar; got shape \(5,\)"):
-        gather_direction(params, data, lambda b: nn.functional.cross_entropy(model(b[0]), b[1], reduction="none"),
-                         model=model)
-    with pytest.raises(ValueError, match="batch 0: the loss does not depend on any trainable parameter"):
-        gather_direction(params, data, lambda b: torch.tensor(1.0), model=model)
-    with pytest.raises(TypeError, match="batch 0: the loss must be a Tensor; got float"):
-        gather_direction(params, data, lambda b: 1.0, model=model)
-    assert all(p.grad is None for p in params)
+    extra = _user_state(model, data)
+    params = [model[0].weight, model[3].weight, extra]
+    before = snapshot(model, extra=[extra])
+    moved = {"buffers": False, "modes": False, "grads": False}
+
+    def watch(module, args, output):
+        moved["buffers"] |= any(not torch.equal(b, before["buffers"][n]) for n, b in model.named_buffers())
+        moved["modes"] |= {n: m.training for n, m in model.named_modules()} != before["modes"]
+        moved["grads"] |= model[3].weight.grad is not before["grad_objects"]["3.weight"]
+
+    model[3].register_forward_hook(watch)
+    bad = {
+        "non-scalar": lambda b: nn.functional.cross_entropy(model(b[0]), b[1], reduction="none"),
+        "detached": lambda b: nn.functional.cross_entropy(model(b[0]), b[1]).detach(),
+        "float": lambda b: 1.0,
+        "nan": lambda b: nn.functional.cross_entropy(model(b[0] * float("nan")), b[1]),
+    }
+    loader = data
+    if failure == "empty":
+        loader, loss = [], _loss(model)
+    elif failure == "loader":
+        loader, loss = _failing_loader(data, at), _loss(model)
+    else:
+        loss = _loss_failing_at(model, at, bad.get(failure, failure))
+    with pytest.raises(kind, match=match):
+        gather_direction(
+            params, loader, loss, model=model, trainable=list(model.parameters()) + [extra],
+            train_mode=train_mode, names=["first", "last", "extra"],
+        )
+    if at:  # batches before the failure ran: the pass had really moved grads, modes (and buffers)
+        assert moved == {"buffers": train_mode, "modes": True, "grads": True}
+    assert_unchanged(before, model, extra=[extra])
 
 
-def test_non_finite_direction_is_refused_naming_the_parameters():
-    model, data = _setup()
-    bad = [(x.clone().fill_(float("inf")), y) for x, y in data]
-    with pytest.raises(NonFiniteGradientError, match=r"for \d parameter\(s\) \(first"):
-        gather_direction([model[0].weight, model[3].weight], bad, _loss(model), model=model, names=["first", "last"])
-    assert model[0].weight.grad is None
+def _failing_loader(data, at):
+    for i, batch in enumerate(data):
+        if i == at:
+            raise _Boom("in the loader")
+        yield batch

@@ -161,3 +161,31 @@ def test_no_model_copy_and_the_same_parameter_objects(monkeypatch):
     opt.on_new_data(make_data())
     assert [(id(p), p.data_ptr()) for p in model.parameters()] == ids
     assert all(p is q for p, q in zip(opt.param_groups[0]["params"], model.parameters()))
+
+
+def test_asgd_keeps_its_own_lambd_and_dash_uses_the_wrapper_floor():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    data = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(3)]
+    asgd = torch.optim.ASGD(model.parameters(), lr=0.01, lambd=2.0)  # valid for ASGD, outside [0, 1]
+    opt = DASHWrapper(asgd, model=model, loss_fn=nn.CrossEntropyLoss(), lambd=0.3)
+    report = opt.on_new_data(data)
+    assert {p.lambd for p in report.params} == {0.3}
+    assert min(p.min for p in report.params) >= 0.3 - 1e-7
+    assert all(g["lambd"] == 2.0 for g in opt.param_groups)  # ASGD's decay is untouched
+
+
+def test_per_group_overrides_use_the_dash_prefixed_keys():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    groups = [
+        {"params": model[0].parameters(), "dash_lambd": 0.9, "dash_granularity": "tensor"},
+        {"params": model[2].parameters(), "lambd": 1e-4},  # ASGD's own key in an ASGD group
+    ]
+    opt = DASHWrapper(torch.optim.ASGD(groups, lr=0.01), model=model, loss_fn=nn.CrossEntropyLoss(), lambd=0.3)
+    report = {p.name: p for p in opt.on_new_data([(torch.randn(8, 4), torch.randint(0, 3, (8,)))]).params}
+    assert report["0.weight"].lambd == 0.9 and report["0.weight"].units == 1
+    assert report["2.weight"].lambd == 0.3 and report["2.weight"].units == 3
+    sgd = torch.optim.SGD([{"params": model.parameters(), "lambd": 0.5}], lr=0.1)
+    with pytest.raises(ValueError, match='rename "lambd" to "dash_lambd"'):
+        DASHWrapper(sgd, model=model, loss_fn=nn.CrossEntropyLoss())

@@ -135,7 +135,7 @@ def test_per_group_rho_and_add_param_group():
 
 def test_bad_arguments_are_refused():
     model = nn.Linear(2, 2)
-    with pytest.raises(ValueError, match="rho=-1 must be a number >= 0"):
+    with pytest.raises(ValueError, match="rho=-1 must be a finite number >= 0"):
         SAM(model.parameters(), torch.optim.SGD, rho=-1, lr=0.1)
     with pytest.raises(TypeError, match="optimizer class such as torch.optim.SGD, not an instance"):
         SAM(model.parameters(), torch.optim.SGD(model.parameters(), lr=0.1), lr=0.1)
@@ -181,3 +181,55 @@ def test_undo_first_step_puts_the_weights_back_without_stepping():
     assert not opt.state  # no base step was taken
     opt.undo_first_step()  # outside the window: nothing to do
     opt.state_dict()
+
+
+@pytest.mark.parametrize("rho", [float("inf"), float("nan")])
+def test_non_finite_rho_is_refused(rho):
+    model = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        SAM(model.parameters(), torch.optim.SGD, rho=rho, lr=0.1)
+    with pytest.raises(ValueError, match="param group 0: rho=inf must be a finite number"):
+        SAM([{"params": model.parameters(), "rho": float("inf")}], torch.optim.SGD, lr=0.1)
+    opt = SAM(nn.Linear(2, 2).parameters(), torch.optim.SGD, lr=0.1)
+    with pytest.raises(ValueError, match="param group new: rho=inf"):
+        opt.add_param_group({"params": model.parameters(), "rho": float("inf")})
+    assert len(opt.param_groups) == 1
+
+
+def test_step_restores_the_weights_when_the_second_closure_raises():
+    model, x, y = _problem()
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.3, lr=0.1, momentum=0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    calls = {"n": 0}
+
+    def closure():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("second closure failed")
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    with pytest.raises(RuntimeError, match="second closure failed"):
+        opt.step(closure)
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert not opt.state  # no base step was taken
+    calls["n"] = 10  # the next step works
+    opt.step(closure)
+    assert not any(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
+def test_on_new_data_is_refused_between_first_and_second_step():
+    model, x, y = _problem()
+    opt = DASHWrapper(SAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.1), model=model, loss_fn=nn.MSELoss())
+    _grads(model, x, y)
+    opt.first_step(zero_grad=True)
+    perturbed = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match="between SAM.first_step and SAM.second_step"):
+        opt.on_new_data([(x, y)])
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), perturbed))
+    assert opt.num_dash_calls == 0
+    _grads(model, x, y)
+    opt.second_step(zero_grad=True)
+    assert opt.on_new_data([(x, y)]).call == opt.num_dash_calls == 1

@@ -48,9 +48,9 @@ def test_group_overrides_frozen_and_not_in_optimizer():
     model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 3), nn.Linear(3, 1))
     model[0].weight.requires_grad_(False)
     groups = _groups(
-        {"params": [model[0].weight, model[0].bias], "lambd": 0.6},
+        {"params": [model[0].weight, model[0].bias], "dash_lambd": 0.6},
         {"params": list(model[1].parameters()), "dash": False},
-        {"params": [model[2].weight], "granularity": "tensor"},
+        {"params": [model[2].weight], "dash_granularity": "tensor"},
     )
     sel = select(groups, model, lambd=0.3, granularity="kernel")
     assert [(t.name, t.lambd, t.dims) for t in sel.targets] == [("0.bias", 0.6, (0,)), ("2.weight", 0.3, (0, 1))]
@@ -90,4 +90,38 @@ def test_bad_group_keys_are_refused():
     with pytest.raises(TypeError, match='param group 0: "dash" must be True or False'):
         select([{"params": list(model.parameters()), "dash": "no"}], model, lambd=0.3, granularity="kernel")
     with pytest.raises(ValueError, match="param group 0: unknown granularity 'rows'"):
-        select([{"params": list(model.parameters()), "granularity": "rows"}], model, lambd=0.3, granularity="kernel")
+        groups = [{"params": list(model.parameters()), "dash_granularity": "rows"}]
+        select(groups, model, lambd=0.3, granularity="kernel")
+
+
+def test_former_group_keys_are_refused_with_the_new_name():
+    model = nn.Linear(2, 2)
+    for old, new, value in (("lambd", "dash_lambd", 0.5), ("granularity", "dash_granularity", "neuron")):
+        with pytest.raises(ValueError, match=f'param group 0: .*rename "{old}" to "{new}"'):
+            select([{"params": list(model.parameters()), old: value}], model, lambd=0.3, granularity="kernel")
+
+
+def test_a_key_the_optimizer_owns_is_left_to_it():
+    model = nn.Linear(2, 2)
+    groups = [{"params": list(model.parameters()), "lambd": 2.0}]  # ASGD's own decay, not DASH's floor
+    sel = select(groups, model, lambd=0.3, granularity="kernel", owned={"lr", "lambd"})
+    assert [t.lambd for t in sel.targets] == [0.3, 0.3]
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+def test_empty_and_complex_parameters_are_skipped_with_a_reason():
+    model = nn.Sequential(nn.Linear(4, 0), nn.Linear(4, 3))
+    complex_w = nn.Parameter(torch.randn(3, 4, dtype=torch.complex64))
+    sel = select([{"params": [*model.parameters(), complex_w]}], None, lambd=0.3, granularity="kernel")
+    assert sel.skipped["param[0]"] == "empty (no elements)"
+    assert sel.skipped["param[4]"].startswith("complex dtype")
+    assert [t.name for t in sel.targets] == ["param[2]"]
+    sel = select([{"params": list(model.parameters())}], model, lambd=0.3, granularity="kernel")
+    assert sel.skipped["0.weight"] == sel.skipped["0.bias"] == "empty (no elements)"
+
+
+def test_lazy_parameters_are_refused_before_anything_runs():
+    model = nn.Sequential(nn.LazyLinear(3))
+    with pytest.raises(ValueError, match="lazy parameter that is not yet initialised.*run one forward pass"):
+        select([{"params": list(model.parameters())}], model, lambd=0.3, granularity="kernel")
+    assert isinstance(model[0].weight, nn.parameter.UninitializedParameter)

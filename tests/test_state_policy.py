@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
+import warnings
 
 import pytest
 import torch
 from _models import SmallCNN, make_data, train_steps
 from torch import nn
 
-from torch_dash_optim import SAM, DASHWrapper
+from torch_dash_optim import SAM, DASHWrapper, state_policy
 from torch_dash_optim import functional as F
-from torch_dash_optim.state_policy import FIRST_MOMENT_KEYS, SECOND_MOMENT_KEYS, plan_state
+from torch_dash_optim.state_policy import FIRST_MOMENT_KEYS, SECOND_MOMENT_KEYS, UnknownStateWarning, plan_state
 
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
@@ -99,17 +102,77 @@ def test_reset_drops_the_state_of_shrunk_parameters_and_training_goes_on(kind):
     assert all(opt.state[p] for p in model.parameters())
 
 
-def test_scale_names_unknown_state_keys_and_leaves_them_alone():
+class _Tracking(torch.optim.SGD):
+    """SGD that also keeps state DASH does not know: a weight copy under an unknown name and a statistic."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                state.setdefault("shadow", p.detach().clone())
+                state.setdefault("mystery", torch.ones_like(p))
+        return loss
+
+
+@pytest.mark.parametrize("policy", ["keep", "scale"])
+def test_unknown_state_keys_are_reported_left_alone_and_warned_about_once(policy, monkeypatch):
+    monkeypatch.setattr(state_policy, "_WARNED", set())
     model = nn.Linear(3, 2)
-    opt = DASHWrapper(torch.optim.ASGD(model.parameters(), lr=0.01, t0=0), model=model,
-                      loss_fn=nn.MSELoss(), state="scale")
+    opt = DASHWrapper(_Tracking(model.parameters(), lr=0.01, momentum=0.9), model=model,
+                      loss_fn=nn.MSELoss(), state=policy)
     data = [(torch.randn(4, 3), torch.randn(4, 2))]
     train_steps_mse(model, opt, data)
-    ax = opt.state[model.weight]["ax"].clone()
+    shadow = opt.state[model.weight]["shadow"].clone()
+    with pytest.warns(UnknownStateWarning, match=r"_Tracking\['mystery'\], _Tracking\['shadow'\]") as caught:
+        report = opt.on_new_data(data)
+    assert len([w for w in caught if issubclass(w.category, UnknownStateWarning)]) == 1
+    assert report.unknown_state == {"weight": ["shadow", "mystery"], "bias": ["shadow", "mystery"]}
+    assert torch.equal(opt.state[model.weight]["shadow"], shadow)
+    assert "state keys not scaled (unknown):" in str(report) and "weight: shadow, mystery" in str(report)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownStateWarning)  # the same key set is not warned about again
+        assert opt.on_new_data(data).unknown_state == report.unknown_state
+
+
+@pytest.mark.parametrize("policy", ["keep", "scale", "reset"])
+def test_asgd_averaged_weights_are_shrunk_with_the_weights_under_every_policy(policy):
+    model = nn.Linear(3, 2)
+    opt = DASHWrapper(torch.optim.ASGD(model.parameters(), lr=0.01, t0=0), model=model,
+                      loss_fn=nn.MSELoss(), state=policy, lambd=0.0)
+    data = [(torch.randn(4, 3), torch.randn(4, 2))]
+    train_steps_mse(model, opt, data)
+    ax = {n: opt.state[p]["ax"].clone() for n, p in model.named_parameters()}
     report = opt.on_new_data(data)
-    assert report.unknown_state == {"weight": ["ax"], "bias": ["ax"]}
-    assert torch.equal(opt.state[model.weight]["ax"], ax)
-    assert "state keys not scaled (unknown):" in str(report) and "weight: ax" in str(report)
+    assert report.unknown_state == {}
+    for name, p in model.named_parameters():
+        if policy == "reset":
+            assert p not in opt.state or not opt.state[p]  # ASGD starts its average afresh
+        else:
+            torch.testing.assert_close(opt.state[p]["ax"], ax[name] * report.factors[name])
+    assert report.mean_factor < 1
+
+
+def test_factored_second_moments_are_scaled_where_the_factors_allow_it(monkeypatch):
+    monkeypatch.setattr(state_policy, "_WARNED", set())
+    conv, lin = nn.Parameter(torch.randn(4, 3, 2, 2)), nn.Parameter(torch.randn(5, 6))
+    opt = torch.optim.Adafactor([conv, lin], lr=0.01)
+    for p in (conv, lin):
+        p.grad = torch.randn_like(p)
+    opt.step()
+    f_conv, f_lin = torch.rand(4, 3, 1, 1) + 0.1, torch.rand(5, 1) + 0.1
+    state = {p: {k: v.clone() for k, v in opt.state[p].items()} for p in (conv, lin)}
+    with pytest.warns(UnknownStateWarning, match="col_var"):
+        plan = plan_state("scale", opt, [("conv", conv, f_conv), ("lin", lin, f_lin)])
+    F.shrink_(plan.tensors, plan.factors)
+    # A conv kernel's factor is constant over both reduced dims: both factored moments scale exactly.
+    torch.testing.assert_close(opt.state[conv]["row_var"], state[conv]["row_var"] * f_conv**2)
+    torch.testing.assert_close(opt.state[conv]["col_var"], state[conv]["col_var"] * f_conv**2)
+    # A Linear row's factor varies along the column moment's reduced dim: left alone and reported.
+    torch.testing.assert_close(opt.state[lin]["row_var"], state[lin]["row_var"] * f_lin**2)
+    assert torch.equal(opt.state[lin]["col_var"], state[lin]["col_var"])
+    assert plan.unknown == {"lin": ["col_var"]}
 
 
 def train_steps_mse(model, opt, data):
@@ -128,6 +191,112 @@ def test_plan_state_validates_nothing_for_keep_and_skips_empty_state():
     assert [q for _, q in plan.drop] == [p] and p in state
     plan.apply_drops()
     assert state == {}
+
+
+# -- reset with foreach and fused implementations (issue 10, item 9) -----------------------------
+
+#: Every torch.optim optimizer that steps without a closure on dense gradients (LBFGS needs a
+#: closure, SparseAdam sparse gradients), with settings that create all of its state.
+RESET_OPTIMIZERS = {
+    "ASGD": dict(lr=0.01, t0=0),
+    "Adadelta": dict(lr=0.5),
+    "Adafactor": dict(lr=0.01),
+    "Adagrad": dict(lr=0.05, initial_accumulator_value=0.1),
+    "Adam": dict(lr=0.01, amsgrad=True),
+    "AdamW": dict(lr=0.01),
+    "Adamax": dict(lr=0.01),
+    "Muon": dict(lr=0.01),
+    "NAdam": dict(lr=0.01),
+    "RAdam": dict(lr=0.01),
+    "RMSprop": dict(lr=0.01, momentum=0.9, centered=True),
+    "Rprop": dict(lr=0.01),
+    "SGD": dict(lr=0.05, momentum=0.9, nesterov=True),
+}
+#: Optimizers with a fused implementation on CPU in the pinned torch.
+FUSED_ON_CPU = {"Adagrad", "Adam", "AdamW", "SGD"}
+
+
+def test_the_reset_matrix_covers_every_torch_optimizer_and_every_cpu_implementation():
+    public = {n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
+              and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)}
+    assert public - set(RESET_OPTIMIZERS) == {"Optimizer", "LBFGS", "SparseAdam"}
+    fused = {n for n in RESET_OPTIMIZERS if "fused" in inspect.signature(getattr(torch.optim, n)).parameters}
+    for name in fused - FUSED_ON_CPU:  # fused exists but not on CPU
+        with pytest.raises(RuntimeError):
+            _reset_run(name, "fused")
+    assert FUSED_ON_CPU <= fused
+
+
+def _reset_model(name: str) -> nn.Module:
+    if name == "Muon":  # Muon takes 2-D parameters only
+        return nn.Sequential(nn.Linear(6, 8, bias=False), nn.ReLU(), nn.Linear(8, 3, bias=False))
+    # LayerNorm's parameters are not shrunk: each group mixes reset and kept state.
+    return nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _reset_run(name: str, impl: str, **overrides):
+    torch.manual_seed(0)
+    model = _reset_model(name)
+    kwargs = {**RESET_OPTIMIZERS[name], **overrides}
+    if impl != "for-loop":
+        kwargs[impl] = True
+    elif "foreach" in inspect.signature(getattr(torch.optim, name)).parameters:
+        kwargs["foreach"] = False
+    opt = DASHWrapper(getattr(torch.optim, name)(model.parameters(), **kwargs), model=model,
+                      loss_fn=nn.CrossEntropyLoss(), state="reset")
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(8, 6, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(3)]
+    train_steps(model, opt, data, steps=3)
+    kept = {n: copy.deepcopy(opt.state[p]) for n, p in model.named_parameters()}
+    report = opt.on_new_data(data)
+    after_reset = {n: copy.deepcopy(opt.state[p]) if p in opt.state else {} for n, p in model.named_parameters()}
+    train_steps(model, opt, data, steps=3)
+    return model, opt, report, kept, after_reset
+
+
+@functools.cache
+def _reference_run(name: str):
+    return _reset_run(name, "for-loop")
+
+
+def _impls(name: str) -> list[str]:
+    params = inspect.signature(getattr(torch.optim, name)).parameters
+    return ["foreach"] * ("foreach" in params) + ["fused"] * (name in FUSED_ON_CPU)
+
+
+@pytest.mark.parametrize(
+    ("name", "impl"), [(n, i) for n in sorted(RESET_OPTIMIZERS) for i in ["for-loop", *_impls(n)]]
+)
+def test_reset_is_safe_and_the_same_for_every_implementation(name, impl):
+    """Reset, then train on: no crash, and the same weights as the for-loop implementation."""
+    model, opt, report, kept, after_reset = _reset_run(name, impl)
+    ref_model, _, ref_report, _, _ = _reference_run(name)
+    shrunk = {p.name for p in report.params}
+    assert shrunk and shrunk == {p.name for p in ref_report.params}
+    assert set(dict(model.named_parameters())) - shrunk or name == "Muon"  # some state is kept
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p, dict(ref_model.named_parameters())[n], rtol=1e-5, atol=1e-6)
+        if n not in shrunk:  # state of parameters DASH left alone is untouched
+            assert after_reset[n].keys() == kept[n].keys()
+            for key, value in kept[n].items():
+                now = after_reset[n][key]
+                assert torch.equal(value, now) if torch.is_tensor(value) else value == now
+        elif name == "SGD" and impl == "fused":  # fused SGD needs every buffer: zeroed, not dropped
+            assert not after_reset[n]["momentum_buffer"].any()
+        else:
+            assert after_reset[n] == {}
+        if "step" in opt.state[p]:  # the shrunk parameters' counters started over
+            assert float(opt.state[p]["step"]) == (3 if n in shrunk else 6)
+
+
+def test_fused_sgd_with_dampening_zeroes_the_buffers_of_shrunk_parameters_only():
+    model, opt, report, kept, after_reset = _reset_run("SGD", "fused", nesterov=False, dampening=0.5)
+    shrunk = {p.name for p in report.params}
+    assert shrunk and "1.weight" not in shrunk
+    for n in shrunk:
+        assert not after_reset[n]["momentum_buffer"].any()
+    assert torch.equal(after_reset["1.weight"]["momentum_buffer"], kept["1.weight"]["momentum_buffer"])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_unknown_policy_is_refused():

@@ -8,10 +8,12 @@ import pickle
 
 import pytest
 import torch
-from _models import SmallCNN, assert_same, make_data, snapshot, train_steps
+from _models import SmallCNN, assert_same, assert_unchanged, make_data, snapshot, train_steps
+from _snapshot import same
 from torch import nn
 
-from torch_dash_optim import SAM, DASHReport, DASHWrapper
+import torch_dash_optim.functional as F
+from torch_dash_optim import SAM, DASHReport, DASHWrapper, NonFiniteGradientError
 
 
 def _wrapped(kind: str = "sgd", **kw):
@@ -95,10 +97,10 @@ def test_add_param_group_after_wrapping_reaches_the_base_and_is_shrunk():
     head = nn.Linear(5, 2)
     full = nn.Sequential(model, head)
     opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=full, loss_fn=nn.CrossEntropyLoss())
-    opt.add_param_group({"params": head.parameters(), "lr": 0.01, "lambd": 0.9})
+    opt.add_param_group({"params": head.parameters(), "lr": 0.01, "dash_lambd": 0.9})
     assert len(opt.optimizer.param_groups) == 2 and opt.param_groups[1]["lr"] == 0.01
-    with pytest.raises(ValueError, match="param group 2: \"lambd\"=2"):
-        opt.add_param_group({"params": [nn.Parameter(torch.ones(1))], "lambd": 2})
+    with pytest.raises(ValueError, match="param group 2: \"dash_lambd\"=2"):
+        opt.add_param_group({"params": [nn.Parameter(torch.ones(1))], "dash_lambd": 2})
     report = opt.on_new_data([(x, y % 2) for x, y in make_data()])
     head_report = {p.name: p for p in report.params}["1.weight"]
     assert head_report.lambd == 0.9 and head_report.min >= 0.9 - 1e-7
@@ -178,32 +180,79 @@ def test_lockstep_after_save_and_load_into_fresh_wrapper(kind):
     assert fresh.num_dash_calls == opt.num_dash_calls == 3
 
 
-def test_state_dict_is_deterministic():
-    model, opt = _wrapped("adam")
-    train_steps(model, opt, make_data())
-    a, b = opt.state_dict(), opt.state_dict()
-    assert a.keys() == b.keys() and a["param_groups"] == b["param_groups"] and a["dash"] == b["dash"]
-    for k in a["state"]:
-        for key, v in a["state"][k].items():
-            assert torch.equal(v, b["state"][k][key])
+def test_state_dict_is_deterministic_and_adds_only_the_dash_settings():
+    """Two identical runs give equal state_dicts, equal to the bare optimizer's plus the DASH settings."""
+    data = make_data()
+    dicts = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model, opt = _wrapped("adam", lambd=0.45)
+        torch.manual_seed(4)
+        train_steps(model, opt, data)
+        opt.on_new_data(data)
+        dicts.append(opt.state_dict())
+    a, b = dicts
+    torch.manual_seed(3)
+    bare_model = SmallCNN()
+    bare = torch.optim.Adam(bare_model.parameters(), lr=1e-3)
+    torch.manual_seed(4)
+    train_steps(bare_model, bare, data)
+    plain = bare.state_dict()
+    assert same(a, b)
+    # Everything but the DASH entries is the bare optimizer's, key for key; the steps taken
+    # before the shrink were the same, so the state tensors are equal too.
+    assert set(a) - set(plain) <= {"dash"}
+    for key in plain:
+        if key == "param_groups":
+            assert [{k: v for k, v in g.items() if not k.startswith("dash")} for g in a[key]] == plain[key]
+        else:
+            assert same(a[key], plain[key]), key
+    assert opt.num_dash_calls == 1 and opt.config.lambd == 0.45
 
 
 def test_nothing_changes_but_the_weights_after_success():
-    model, opt = _wrapped("adam")
-    data = make_data()
-    train_steps(model, opt, data)
-    x, y = data[0]
-    nn.functional.cross_entropy(model(x), y).backward()  # leave user grads in place
-    model.train()
-    model.bn.eval()  # a mixed mode must come back as it was
+    model, opt, data = _user_setup("adam", mode="train")
     before = snapshot(model, opt)
+    moved = _watch(model, before)
     report = opt.on_new_data(data)
-    assert isinstance(report, DASHReport)
-    assert_same(before, snapshot(model, opt), weights=False)
+    assert isinstance(report, DASHReport) and report.params
+    assert moved["buffers"] and moved["modes"]  # the pass did move buffers and modes...
+    assert_same(before, snapshot(model, opt), weights=False)  # ...and they came back
+    assert any(not torch.equal(p, before["params"][n]) for n, p in model.named_parameters())
+    assert opt.num_dash_calls == 1
 
 
 class _Boom(RuntimeError):
     pass
+
+
+def _user_setup(kind: str = "sgd", **kw):
+    """A wrapper with optimizer state, some user grads set and some None, and mixed module modes."""
+    model, opt = _wrapped(kind, **kw)
+    data = make_data(n_batches=4)
+    train_steps(model, opt, data)  # optimizer state exists, BatchNorm statistics have moved
+    opt.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(data[1][0]), data[1][1]).backward()  # user grads in place
+    model.conv1.bias.grad = None  # ... and some that are None, which must stay None
+    model.fc1.weight.grad = None
+    model.eval()
+    model.bn.train()  # mixed modes must come back as they were
+    model.drop.train()
+    assert opt.state and model.conv1.weight.grad is not None
+    return model, opt, data
+
+
+def _watch(model, before):
+    """Record, at every forward of the pass, whether buffers, modes or grads already differ from ``before``."""
+    moved = {"buffers": False, "modes": False, "grads": False}
+
+    def hook(module, args, output):
+        moved["buffers"] |= any(not torch.equal(b, before["buffers"][n]) for n, b in model.named_buffers())
+        moved["modes"] |= {n: m.training for n, m in model.named_modules()} != before["modes"]
+        moved["grads"] |= any(p.grad is not before["grad_objects"][n] for n, p in model.named_parameters())
+
+    model.fc2.register_forward_hook(hook)
+    return moved
 
 
 def _raising_loader(data, at):
@@ -213,49 +262,139 @@ def _raising_loader(data, at):
         yield batch
 
 
-@pytest.mark.parametrize("at", [0, 2])
-def test_a_loader_that_raises_part_way_changes_nothing(at):
-    model, opt = _wrapped("sgd", mode="train")
-    data = make_data(n_batches=4)
-    train_steps(model, opt, data)
-    nn.functional.cross_entropy(model(data[0][0]), data[0][1]).backward()
+@pytest.mark.parametrize(
+    ("kind", "state", "at"),
+    [("sgd", "keep", 0), ("sgd", "scale", 2), ("adam", "reset", 2), ("adam", "scale", 3)],
+)
+def test_a_loader_that_raises_part_way_changes_nothing(kind, state, at):
+    model, opt, data = _user_setup(kind, mode="train", state=state)
     before = snapshot(model, opt)
+    moved = _watch(model, before)
     with pytest.raises(_Boom, match=f"batch {at}") as info:
         opt.on_new_data(_raising_loader(data, at))
     assert any("left as they were" in n for n in getattr(info.value, "__notes__", []))
-    assert_same(before, snapshot(model, opt))
+    if at:  # the batches before the failure really moved buffers, modes and grads
+        assert moved == {"buffers": True, "modes": True, "grads": True}
+    assert_unchanged(before, model, opt)
     assert opt.num_dash_calls == 0
 
 
-def test_non_finite_gradient_is_refused_with_nothing_shrunk():
-    model, opt = _wrapped()
-    data = make_data()
-    train_steps(model, opt, data)
+@pytest.mark.parametrize(("kind", "state"), [("adam", "reset"), ("sgd", "scale")])
+def test_non_finite_gradient_is_refused_with_nothing_shrunk(kind, state):
+    model, opt, data = _user_setup(kind, mode="train", state=state)
     before = snapshot(model, opt)
-    bad = [(x * float("nan"), y) for x, y in data]
-    from torch_dash_optim import NonFiniteGradientError
-
+    moved = _watch(model, before)
+    bad = [(x, y) for x, y in data[:3]] + [(data[3][0] * float("nan"), data[3][1])]  # the last batch only
     with pytest.raises(NonFiniteGradientError, match=r"inf or NaN for \d+ parameter\(s\) \(conv1.weight"):
         opt.on_new_data(bad)
-    assert_same(before, snapshot(model, opt))
+    assert moved == {"buffers": True, "modes": True, "grads": True}
+    assert_unchanged(before, model, opt)
 
 
-def test_keyboard_interrupt_in_the_loss_changes_nothing():
-    model, opt = _wrapped()
-    data = make_data()
-    train_steps(model, opt, data)
+@pytest.mark.parametrize(("mode", "state"), [("train", "reset"), ("eval", "scale")])
+def test_keyboard_interrupt_in_the_loss_changes_nothing(mode, state):
+    model, opt, data = _user_setup("sgd", mode=mode, state=state)
     before = snapshot(model, opt)
+    moved = _watch(model, before)
     calls = []
 
     def loss(out, y):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt
         return nn.functional.cross_entropy(out, y)
 
     with pytest.raises(KeyboardInterrupt):
         opt.on_new_data(data, loss_fn=loss)
-    assert_same(before, snapshot(model, opt))
+    assert moved == {"buffers": mode == "train", "modes": True, "grads": True}
+    assert_unchanged(before, model, opt)
+
+
+@pytest.mark.parametrize("state", ["reset", "scale"])
+@pytest.mark.parametrize("where", ["factors", "shrink"])
+def test_a_failure_after_the_pass_changes_nothing(monkeypatch, state, where):
+    """The direction is gathered; then computing the factors, or the shrink before its first write, fails."""
+    model, opt, data = _user_setup("adam", mode="train", state=state)
+    before = snapshot(model, opt)
+    seen = []
+
+    def boom(*args, **kwargs):
+        seen.append(args)
+        raise _Boom(where)
+
+    monkeypatch.setattr(F, "dash_factors_many" if where == "factors" else "shrink_", boom)
+    with pytest.raises(_Boom, match=where):
+        opt.on_new_data(data)
+    assert len(seen) == 1
+    if where == "shrink":  # the plan was made: reset would drop the state, scale would scale it
+        tensors, factors = seen[0]
+        state_ids = {id(v) for s in opt.state.values() for v in s.values() if torch.is_tensor(v)}
+        assert (state == "scale") == any(id(t) in state_ids for t in tensors)
+    assert_unchanged(before, model, opt)
+    assert opt.num_dash_calls == 0
+    monkeypatch.undo()
+    opt.on_new_data(data)  # and a retry works
+    assert opt.num_dash_calls == 1
+    assert (state == "reset") == (len(opt.state) < len(before["opt_state"]))
+
+
+def _constructed_floor_case(lambd):
+    """A model=None problem whose per-unit cosines are known exactly (see the test below)."""
+    w = nn.Parameter(
+        torch.tensor(
+            [
+                [1.0, 0.0, 0.0, 0.0],  # aligned with the direction: factor 1
+                [0.0, 2.0, 0.0, 0.0],  # opposed: cosine -1
+                [0.0, 0.0, 3.0, 0.0],  # orthogonal: cosine 0
+                [1.0, 0.0, 0.0, 0.0],  # cosine exactly 0.5 (the direction row is (1, 1, 1, 1))
+                [0.0, 0.0, 0.0, 0.0],  # a zero unit: cosine 0
+            ]
+        )
+    )
+    direction = torch.tensor(
+        [
+            [5.0, 0.0, 0.0, 0.0],
+            [0.0, -1.0, 0.0, 0.0],
+            [1.0, 1.0, 0.0, 0.0],
+            [1.0, 1.0, 1.0, 1.0],
+            [1.0, 1.0, 1.0, 1.0],
+        ]
+    )
+    conv = nn.Parameter(torch.ones(2, 1, 2))  # two kernel units of a Conv1d-shaped weight
+    conv_direction = torch.tensor([[[1.0, 1.0]], [[1.0, -1.0]]])  # cosines 1 and exactly 0
+    opt = DASHWrapper(
+        torch.optim.SGD([w, conv], lr=0.1),
+        batch_loss=lambda model, batch: -(w * direction).sum() - (conv * conv_direction).sum(),
+        lambd=lambd,
+        alpha=1.0,
+    )
+    return w, conv, opt
+
+
+@pytest.mark.parametrize(
+    ("lambd", "w_floor", "conv_floor"),
+    [
+        (0.5, 4 / 5, 1 / 2),  # opposed, orthogonal, exactly-lambd and zero rows; the conv unit at 0
+        (0.0, 3 / 5, 1 / 2),  # cosines -1, 0 and 0 are clamped to exactly 0
+        (0.3, 3 / 5, 1 / 2),  # 0.5 is above the floor now
+        (1.0, 1.0, 1.0),  # every factor is the floor
+    ],
+)
+def test_report_at_floor_counts_units_exactly_at_the_floor(lambd, w_floor, conv_floor):
+    w, conv, opt = _constructed_floor_case(lambd)
+    report = opt.on_new_data([None])  # one batch; the loss ignores it
+    by_name = {p.name: p for p in report.params}
+    assert set(by_name) == {"param[0]", "param[1]"}
+    factors = report.factors["param[0]"].flatten().tolist()
+    floor = torch.tensor(lambd, dtype=torch.float32).item()  # lambd as a float32 factor
+    expected = [1.0, floor, floor, max(0.5, floor), floor]
+    assert factors == expected  # exact: the constructed cosines are exact in float32
+    # at_floor is a float32 mean: a one-unit miscount moves it by 1/5 or 1/2, far beyond 1e-6
+    assert by_name["param[0]"].at_floor == pytest.approx(w_floor, abs=1e-6)
+    assert by_name["param[1]"].at_floor == pytest.approx(conv_floor, abs=1e-6)
+    assert by_name["param[0]"].min == floor and by_name["param[0]"].max == 1.0
+    assert report.at_floor == pytest.approx((5 * w_floor + 2 * conv_floor) / 7, abs=1e-6)
+    assert report.to_dict()["at_floor"] == report.at_floor
 
 
 def test_repr_names_the_settings_and_the_base():

@@ -5,11 +5,18 @@ instances (schedulers check ``isinstance``), yet ``param_groups`` and ``state`` 
 stale aliases: ``load_state_dict`` of the inner optimizer replaces its group list. So they are
 properties that read through every time, and the hook registries of ``Optimizer.__init__`` are
 set up here without creating any groups of our own.
+
+Step hooks: hooks registered on the wrapper itself (``register_step_pre_hook``) fire around
+its ``step``. Global hooks (:func:`torch.optim.optimizer.register_optimizer_step_pre_hook`)
+fire once per step, for the innermost optimizer that really updates the parameters, not a
+second time for each wrapper around it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from torch.optim import Optimizer
@@ -41,6 +48,15 @@ class DelegatingOptimizer(Optimizer):
         for name in _HOOK_REGISTRIES:
             setattr(self, name, OrderedDict())
         self._patch_step_function()
+
+    def _patch_step_function(self) -> None:
+        # Like Optimizer._patch_step_function, but the wrapper's step runs only the hooks
+        # registered on the wrapper: the global hooks fire for the inner optimizer's step.
+        self._zero_grad_profile_name = f"Optimizer.zero_grad#{type(self).__name__}.zero_grad"
+        cls = type(self)
+        if not getattr(cls.step, "hooked", False):
+            cls.step = _instance_hooks_only(cls.step)  # type: ignore[method-assign]
+            cls.step.hooked = True  # type: ignore[attr-defined]
 
     # -- read-through views --------------------------------------------------------------
     @property
@@ -114,3 +130,24 @@ class DelegatingOptimizer(Optimizer):
         if inner is None:
             raise AttributeError(name)
         return getattr(inner, name)
+
+
+def _instance_hooks_only(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        self = args[0]
+        for pre_hook in self._optimizer_step_pre_hooks.values():
+            result = pre_hook(self, args, kwargs)
+            if result is not None:
+                if isinstance(result, tuple) and len(result) == 2:
+                    args, kwargs = result
+                else:
+                    raise RuntimeError(
+                        f"{func} must return None or a tuple of (new_args, new_kwargs), but got {result}."
+                    )
+        out = func(*args, **kwargs)
+        for post_hook in self._optimizer_step_post_hooks.values():
+            post_hook(self, args, kwargs)
+        return out
+
+    return step

@@ -42,6 +42,18 @@ def _find_sam(optimizer: Optimizer) -> SAM:
 def grads_finite(optimizer: Optimizer) -> bool:
     """Whether every gradient held by ``optimizer``'s parameters is finite (one host sync).
 
+    Parameters
+    ----------
+    optimizer:
+        The optimizer whose parameters' ``.grad`` are checked (parameters without a gradient
+        are ignored).
+
+    Returns
+    -------
+    bool
+        ``False`` if any gradient holds inf or NaN; ``True`` otherwise, also when no
+        parameter has a gradient.
+
     Examples
     --------
     >>> p = torch.nn.Parameter(torch.ones(2))

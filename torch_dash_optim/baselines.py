@@ -7,6 +7,9 @@ r"""The warm-starting baselines DASH is compared with, as reusable functions.
   :math:`\mu \lVert\theta - \theta_0\rVert_2^2`, a true sum of squares over all parameters.
 * :func:`reset_last_layer_`: re-initialise the last Conv/Linear layer (its
   ``reset_parameters``).
+* :func:`fire_`: FIRE, Frobenius-Isometry REinitialization (Han et al., ICLR 2026): every
+  Conv/Linear weight is replaced by a scaled near-orthogonal matrix (per spatial position of a
+  kernel) computed with Newton-Schulz iterations (:func:`newton_schulz`). It needs no data.
 
 All of them draw random numbers from ``torch``'s global generator unless a
 :class:`torch.Generator` is given, so ``torch.manual_seed`` makes them reproducible.
@@ -14,6 +17,7 @@ All of them draw random numbers from ``torch``'s global generator unless a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -21,7 +25,15 @@ from torch import Tensor, nn
 
 from .selection import SHRINKABLE_MODULES
 
-__all__ = ["L2Init", "l2_init_penalty", "last_layer", "reset_last_layer_", "shrink_perturb_"]
+__all__ = [
+    "L2Init",
+    "fire_",
+    "l2_init_penalty",
+    "last_layer",
+    "newton_schulz",
+    "reset_last_layer_",
+    "shrink_perturb_",
+]
 
 
 @torch.no_grad()
@@ -160,6 +172,21 @@ class L2Init:
 def last_layer(model: nn.Module) -> tuple[str, nn.Module]:
     """Return the name and module of the last Conv/Linear module of ``model`` (in module order).
 
+    Parameters
+    ----------
+    model:
+        The model to search, in the order of :meth:`torch.nn.Module.named_modules`.
+
+    Returns
+    -------
+    tuple of (str, torch.nn.Module)
+        The qualified name of the last Conv/Linear module and the module itself.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` has no Conv or Linear module.
+
     Examples
     --------
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
@@ -216,3 +243,114 @@ def reset_last_layer_(model: nn.Module, names: Sequence[str] | None = None) -> l
             )
         module.reset_parameters()
     return list(names)
+
+
+def newton_schulz(matrix: Tensor, iterations: int = 10) -> Tensor:
+    r"""Return the near-orthogonal factor of a matrix by Newton-Schulz iteration (FIRE's rule).
+
+    The matrix is transposed if it has more columns than rows (so that :math:`X` is tall),
+    divided by its Frobenius norm, iterated with
+    :math:`X \leftarrow 1.5\,X - 0.5\,X (X^\top X)`, and transposed back. With the
+    Frobenius normalisation every singular value starts in :math:`(0, 1]`, and each iteration
+    moves it towards 1 (:math:`s \leftarrow 1.5 s - 0.5 s^3`), so the result approaches
+    :math:`U V^\top` from the SVD :math:`U S V^\top` (the closest semi-orthogonal matrix);
+    singular values that start tiny need more iterations.
+
+    Parameters
+    ----------
+    matrix:
+        A 2-D tensor (not changed).
+    iterations:
+        Number of Newton-Schulz iterations (FIRE's default: 10).
+
+    Returns
+    -------
+    Tensor
+        A new tensor of the same shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``matrix`` is not 2-D or ``iterations`` is not an integer >= 0.
+
+    Examples
+    --------
+    >>> q = newton_schulz(torch.tensor([[3.0, 0.0], [0.0, 3.0]]))
+    >>> torch.allclose(q, torch.eye(2), atol=1e-6)
+    True
+    """
+    if matrix.ndim != 2:
+        raise ValueError(f"newton_schulz needs a 2-D matrix; got shape {tuple(matrix.shape)}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"iterations={iterations!r} must be an integer >= 0 (FIRE uses 10)")
+    x = matrix.T if matrix.shape[1] > matrix.shape[0] else matrix
+    x = x / x.norm()
+    for _ in range(iterations):
+        x = 1.5 * x - 0.5 * x @ (x.T @ x)
+    return (x.T if matrix.shape[1] > matrix.shape[0] else x).clone()
+
+
+@torch.no_grad()
+def fire_(model: nn.Module, iterations: int = 10) -> list[str]:
+    r"""FIRE in place: re-initialise every Conv/Linear weight to a scaled near-orthogonal one.
+
+    FIRE (Frobenius-Isometry REinitialization; Han et al., ICLR 2026, arXiv 2602.08040) acts
+    once on a trained model before it trains on new data, and needs no data. For the weight of
+    every ``Linear`` and ``Conv1d/2d/3d`` module (subclasses included):
+
+    * a ``Linear`` weight :math:`W` (``d_out x d_in``) becomes
+      :math:`\sqrt{d_{out}/d_{in}}\;\mathrm{NS}(W)`;
+    * a conv weight (``C_out x C_in x k...``) is orthogonalised per spatial position, each
+      slice ``W[:, :, i, j]`` on its own, and scaled by :math:`\sqrt{C_{out}/C_{in}}/K`,
+      where :math:`K` is the number of kernel elements (``k_h k_w`` for Conv2d);
+
+    with :math:`\mathrm{NS}` the Newton-Schulz orthogonalisation of :func:`newton_schulz`.
+    Biases, norm layers, embeddings and every other parameter are left alone. This follows the
+    official implementation (github.com/isaac7778/FIRE), which handles ``Linear`` and
+    ``Conv2d``; Conv1d/Conv3d are treated the same way here. The parameters keep their
+    identity (the values are copied in), so an optimizer holding them still works; the official
+    warm-start scripts build a fresh optimizer (vision) or clear its state (language) at every
+    new chunk, and the harness's ``fire`` method starts a fresh optimizer likewise.
+
+    Parameters
+    ----------
+    model:
+        The model to change in place.
+    iterations:
+        Newton-Schulz iterations per slice (default 10, the official default).
+
+    Returns
+    -------
+    list of str
+        Qualified names of the weights changed, in module order.
+
+    Examples
+    --------
+    >>> layer = torch.nn.Linear(4, 16, bias=False)   # weight 16 x 4
+    >>> fire_(layer)
+    ['weight']
+    >>> s = torch.linalg.svdvals(layer.weight)        # all near sqrt(16 / 4) = 2
+    >>> bool((s - 2).abs().max() < 0.01)
+    True
+    """
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"iterations={iterations!r} must be an integer >= 0 (FIRE uses 10)")
+    changed = []
+    for name, module in model.named_modules():
+        if not isinstance(module, SHRINKABLE_MODULES):
+            continue
+        weight = module.weight
+        w = weight.detach().float()
+        d_out, d_in = w.shape[0], w.shape[1]
+        if w.ndim == 2:
+            new = newton_schulz(w, iterations)
+            elements = 1
+        else:
+            flat = w.reshape(d_out, d_in, -1)
+            new = torch.stack(
+                [newton_schulz(flat[:, :, k], iterations) for k in range(flat.shape[2])], dim=2
+            ).reshape(w.shape)
+            elements = flat.shape[2]
+        weight.copy_(new * (math.sqrt(d_out / d_in) / elements))
+        changed.append(f"{name}.weight" if name else "weight")
+    return changed

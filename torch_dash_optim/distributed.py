@@ -44,6 +44,17 @@ def _dtensor_type() -> type | None:
 def is_dtensor(tensor: Any) -> bool:
     """Whether ``tensor`` is a :class:`~torch.distributed.tensor.DTensor` (an FSDP2 shard).
 
+    Parameters
+    ----------
+    tensor:
+        Any object; it need not be a tensor.
+
+    Returns
+    -------
+    bool
+        ``True`` for a DTensor, ``False`` otherwise (always ``False`` where this build of
+        torch has no DTensor).
+
     Examples
     --------
     >>> is_dtensor(torch.ones(2))
@@ -59,6 +70,16 @@ def local_tensor(tensor: Tensor) -> Tensor:
     In-place operations on the result change the DTensor, which is how the shrink reaches
     FSDP2 parameters and their optimizer state.
 
+    Parameters
+    ----------
+    tensor:
+        A plain tensor or a DTensor.
+
+    Returns
+    -------
+    Tensor
+        The DTensor's local shard, or ``tensor`` itself if it is not a DTensor.
+
     Examples
     --------
     >>> t = torch.ones(2)
@@ -72,6 +93,12 @@ def local_tensor(tensor: Tensor) -> Tensor:
 
 def check_model(model: Any) -> None:
     """Refuse models that DASH cannot shrink correctly (FSDP1's flattened parameters).
+
+    Parameters
+    ----------
+    model:
+        The model given to the wrapper; ``None`` or anything that is not a
+        :class:`torch.nn.Module` is accepted without a check.
 
     Raises
     ------

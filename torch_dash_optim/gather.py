@@ -10,19 +10,39 @@ taken over the loader's batches in order, starting from zero, with no bias corre
 It is accumulated in place in each parameter's ``.grad`` (multiplied by :math:`1-\alpha`
 before every backward, then by :math:`-\alpha` at the end), so no copy of the model and no
 parameter-sized buffer is needed beyond the gradients themselves. The ``.grad`` tensors the
-user had are set aside (not copied) and put back afterwards, as are module modes and buffers,
-on success and on any failure alike.
+user had are set aside (not copied) and put back afterwards, as are module modes and buffers
+(rebound to the very tensors the modules held, with their values), on success and on any
+failure alike; the restore runs to its end even under Ctrl-C. Backward accumulates into the
+tracked parameters only (``backward(inputs=...)``), so a parameter outside them (a loss
+module's own weight, a backbone outside the optimizer) never gets a ``.grad`` from the pass.
+
+**Hooks.** The decay is normally folded into the loss weight (batch ``i`` backpropagates
+``loss * decay**-i``), which needs backward to be linear in the loss scale. A gradient hook
+(``Tensor.register_hook`` on a tracked parameter, a module backward hook, or a global module
+backward hook) may not be linear (clipping, say), so with any of them the pass takes the
+unfolded path, which decays ``.grad`` before every backward and gives every hook the true
+per-batch gradient. A post-accumulate-grad hook (``register_post_accumulate_grad_hook``, the
+"optimizer step in backward" pattern) would run on the pass's accumulated gradients and, with
+that pattern, train the model; such parameters are refused with an error.
+
+**Modules that write their weights in forward.** ``nn.Embedding`` and ``nn.EmbeddingBag``
+with ``max_norm`` renormalise the rows they look up, in place. Their weights are saved before
+the pass and put back afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import copy
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as _module
+
+from ._interrupts import deferred_interrupts
 
 __all__ = ["GatherResult", "NonFiniteGradientError", "gather_direction", "move_to_device"]
 
@@ -61,7 +81,26 @@ class GatherResult:
 def move_to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor in a (nested) batch to ``device``.
 
-    Tuples, lists and mappings are walked; other objects are returned unchanged.
+    Tuples, lists and mappings are walked; other objects are returned unchanged. A mutable
+    mapping is rebuilt as a shallow copy of itself (so a ``defaultdict`` keeps its factory and a
+    ``UserDict`` subclass its attributes); another mapping as ``type(batch)(dict_of_values)``.
+
+    Parameters
+    ----------
+    batch:
+        A tensor, or tuples, lists, named tuples and mappings of them, nested to any depth.
+    device:
+        Where the tensors go (copied with ``non_blocking=True``).
+
+    Returns
+    -------
+    Any
+        A batch of the same structure and container types, with every tensor on ``device``.
+
+    Raises
+    ------
+    TypeError
+        For a read-only mapping type that cannot be built from a dict.
 
     Examples
     --------
@@ -71,7 +110,20 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return type(batch)({k: move_to_device(v, device) for k, v in batch.items()})  # type: ignore[call-arg]
+        moved = {k: move_to_device(v, device) for k, v in batch.items()}
+        if isinstance(batch, MutableMapping):
+            out = copy.copy(batch)
+            for k, v in moved.items():
+                out[k] = v
+            return out
+        try:
+            return type(batch)(moved)  # type: ignore[call-arg]
+        except TypeError as err:
+            raise TypeError(
+                f"cannot move a batch of type {type(batch).__name__} to {device}: it is a read-only Mapping "
+                f"that cannot be built from a dict ({err}); yield a dict from the loader, or pass "
+                "batch_loss=fn that moves the batch itself"
+            ) from None
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
         return type(batch)(*(move_to_device(v, device) for v in batch))
     if isinstance(batch, (list, tuple)):
@@ -79,12 +131,28 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+#: Modules whose forward writes their own weight in place, when ``max_norm`` is set.
+_RENORMING = (nn.Embedding, nn.EmbeddingBag)
+
+
 @contextlib.contextmanager
 def _preserved(model: nn.Module | None, trainable: Sequence[Tensor], train_mode: bool) -> Iterator[None]:
-    """Set grads aside and the model's mode; restore grads, modes and buffers on exit."""
+    """Set grads aside and the model's mode; restore grads, modes, buffers and weights on exit.
+
+    Buffers are restored by rebinding each module's buffer dictionary to the tensors it held
+    (a forward may rebind ``self.count = self.count + 1``) and copying their values back. The
+    restore is shielded from Ctrl-C: a SIGINT arriving during it is delivered afterwards.
+    """
     saved_grads = [p.grad for p in trainable]
-    modes = [(m, m.training) for m in model.modules()] if model is not None else []
-    buffers = [(b, b.detach().clone()) for b in model.buffers()] if model is not None else []
+    modules = list(model.modules()) if model is not None else []
+    modes = [m.training for m in modules]
+    buffers = [dict(m._buffers) for m in modules]
+    copies = [b.detach().clone() for d in buffers for b in d.values() if b is not None]
+    written = [
+        (m.weight, m.weight.detach().clone())
+        for m in modules
+        if isinstance(m, _RENORMING) and m.max_norm is not None and isinstance(m.weight, Tensor)
+    ]
     try:
         for p in trainable:
             p.grad = None
@@ -92,13 +160,41 @@ def _preserved(model: nn.Module | None, trainable: Sequence[Tensor], train_mode:
             model.train(train_mode)
         yield
     finally:
-        for p, g in zip(trainable, saved_grads):
-            p.grad = g
-        for m, flag in modes:
-            m.training = flag
-        with torch.no_grad():
-            for b, copy in buffers:
-                b.copy_(copy)
+        with deferred_interrupts():
+            for p, g in zip(trainable, saved_grads):
+                p.grad = g
+            for m, flag in zip(modules, modes):
+                m.training = flag
+            for m, saved in zip(modules, buffers):
+                if m._buffers.keys() != saved.keys() or any(m._buffers[k] is not v for k, v in saved.items()):
+                    m._buffers.clear()
+                    m._buffers.update(saved)
+            with torch.no_grad():
+                live = [b for d in buffers for b in d.values() if b is not None]
+                for b, c in zip(live, copies):
+                    b.copy_(c)
+                for w, c in written:
+                    w.copy_(c)
+
+
+def _grad_hooks(model: nn.Module | None, params: Sequence[Tensor], names: Mapping[int, str]) -> bool:
+    """Whether a gradient hook may see the pass's gradients; refuse post-accumulate-grad hooks."""
+    for p in params:
+        if getattr(p, "_post_accumulate_grad_hooks", None):
+            name = names.get(id(p), f"of shape {tuple(p.shape)}")
+            raise ValueError(
+                f"parameter {name} has a post-accumulate-grad hook (Tensor.register_post_accumulate_grad_hook, "
+                "e.g. an optimizer step in backward); the gradient pass would run it on every batch with "
+                "the pass's gradients and train the model. Remove the hook for the call (handle.remove()) "
+                "and register it again afterwards"
+            )
+    if any(p._backward_hooks for p in params):
+        return True
+    if _module._global_backward_hooks or _module._global_backward_pre_hooks:
+        return True
+    if model is not None:
+        return any(m._backward_hooks or m._backward_pre_hooks for m in model.modules())
+    return False
 
 
 #: Largest loss weight before the folded EMA is renormalised with one pass over the gradients
@@ -198,11 +294,18 @@ def gather_direction(
     Returns
     -------
     GatherResult
+        The direction :math:`G` of each parameter in ``params`` (in the same order; ``None``
+        where the loss never reached it) and the number of batches seen.
 
     Raises
     ------
     ValueError
-        If the loader is empty or a loss is not a scalar that depends on the parameters.
+        If the loader is empty, a loss is not a scalar that depends on the parameters, or a
+        parameter has a post-accumulate-grad hook.
+    RuntimeError
+        If called under :class:`torch.inference_mode`.
+    TypeError
+        If a parameter gets a sparse gradient.
     NonFiniteGradientError
         If the gathered direction holds inf or NaN.
 
@@ -216,15 +319,29 @@ def gather_direction(
     """
     params = list(params)
     trainable = list(trainable) if trainable is not None else params
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "the gradient pass was started under torch.inference_mode(), where no gradient can be "
+            "computed (torch.enable_grad() does not lift it); call on_new_data outside the inference_mode block"
+        )
     if device is None:
         device = params[0].device if params else torch.device("cpu")
+    name_of = dict(zip(map(id, params), names)) if names is not None else {}
+    hooked = _grad_hooks(model, trainable, name_of)
+    # Backward accumulates into the requested parameters only, so nothing outside them gets a
+    # .grad; FSDP2 (DTensor) parameters get theirs from FSDP's reduce-scatter, so not with them.
+    from .distributed import is_dtensor
+
+    inputs = [p for p in params if p.requires_grad]
+    backward_inputs = None if any(is_dtensor(p) for p in trainable) else inputs
     directions: list[Tensor | None]
     with _preserved(model, trainable, train_mode), torch.enable_grad(), _no_sync(model):
         num_batches = 0
         decay = 1.0 - alpha
         # The EMA's decay is folded into the loss weight (see _fold_decay), so most batches
         # need no pass over the gradients; otherwise .grad is decayed before every backward.
-        fold = average == "ema" and _fold_decay(decay, device, autocast_dtype, trainable)
+        # A gradient hook may not be linear in the loss scale: then the unfolded path.
+        fold = average == "ema" and not hooked and _fold_decay(decay, device, autocast_dtype, trainable)
         weight = 1.0  # invariant: p.grad == weight * sum_j decay**(i - j) * grad_j
         for batch in loader:
             if num_batches and average == "ema":
@@ -245,11 +362,13 @@ def gather_direction(
                 loss = _check_loss(compute_loss(batch), num_batches)
             if num_batches == 0 and loss.dtype == torch.float16:
                 fold = False  # decided on the first batch, whose weight is 1 either way
-            (loss * weight if weight != 1.0 else loss).backward()
+            if backward_inputs is None or backward_inputs:
+                (loss * weight if weight != 1.0 else loss).backward(inputs=backward_inputs)
             num_batches += 1
         if num_batches == 0:
             raise ValueError("the loader yielded no batch; pass a loader over the data seen so far")
         directions = [p.grad for p in params]
+        _check_dense(directions, names)
     present = [d for d in directions if d is not None]
     scale = -alpha / weight if average == "ema" else -1.0 / num_batches
     if present:
@@ -288,6 +407,17 @@ def _all_reduce(params: Sequence[Tensor], directions: list[Tensor | None]) -> li
     if filled:
         torch._foreach_div_(filled, float(world))
     return out
+
+
+def _check_dense(directions: Sequence[Tensor | None], names: Sequence[str] | None) -> None:
+    for i, d in enumerate(directions):
+        if d is not None and d.layout != torch.strided:
+            name = names[i] if names else f"param[{i}]"
+            raise TypeError(
+                f"parameter {name} got a {d.layout} gradient (e.g. nn.Embedding(sparse=True)); DASH shrinks "
+                "dense Conv/Linear weights. Pass model=... so that only Conv/Linear parameters are selected, "
+                'or put this parameter in a param group with "dash": False'
+            )
 
 
 def _check_finite(directions: Sequence[Tensor | None], names: Sequence[str] | None) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
+
+from ._interrupts import deferred_interrupts
 
 __all__ = ["DASHReport", "ParamReport"]
 
@@ -65,13 +69,14 @@ class DASHReport:
         Parameters left alone, by name, with the reason (frozen, not reached by the loss,
         excluded by a param group, not a Conv/Linear parameter, ...).
     unknown_state:
-        Under ``state="scale"``, per parameter, state keys left alone because they are not
-        recognised.
+        Per parameter, optimizer state keys left alone because they are not recognised
+        (under ``state="keep"`` and ``"scale"``; see :mod:`torch_dash_optim.state_policy`).
     skipped_batches:
         Leading batches of the loader whose forward and backward were skipped under ``tol``.
     factors:
         Per shrunk parameter name, the factors applied (one per unit, shaped to broadcast
-        against the parameter). Not part of :meth:`to_dict`.
+        against the parameter). Not part of :meth:`to_dict`. :meth:`apply_to` applies them to
+        another copy of the model (an EMA teacher, an averaged model).
 
     Examples
     --------
@@ -105,8 +110,105 @@ class DASHReport:
         total = self.units
         return sum(p.at_floor * p.units for p in self.params) / total if total else 0.0
 
+    def apply_to(self, target: nn.Module | Mapping[str, Tensor], *, strict: bool = True) -> list[str]:
+        """Multiply the same-named tensors of another copy of the model by this call's factors.
+
+        Use it to keep an average of the model in step with the shrunk model: an EMA teacher,
+        a :class:`torch.optim.swa_utils.AveragedModel` (whose parameter names start with
+        ``module.``), a copy of the weights kept elsewhere. Names are matched exactly, or
+        after dropping the ``module.`` prefix of wrappers (``AveragedModel``, DDP) and the
+        ``_orig_mod.`` of :func:`torch.compile`. Call it once per target and call. Nothing is
+        changed unless every check passes.
+
+        Parameters
+        ----------
+        target:
+            A module (its parameters and buffers are searched) or a mapping of names to
+            tensors, with the same structure as the model the wrapper shrank.
+        strict:
+            If true (default), every shrunk parameter must have a counterpart in ``target``;
+            otherwise those without one are left out (shapes are checked either way).
+
+        Returns
+        -------
+        list of str
+            The names in ``target`` that were scaled.
+
+        Raises
+        ------
+        KeyError
+            If ``strict`` and a shrunk parameter has no counterpart, or a name matches
+            several tensors of ``target``.
+        ValueError
+            If a counterpart's shape differs, or the report carries no factors (a report
+            rebuilt from :meth:`to_dict`).
+
+        Examples
+        --------
+        >>> from torch_dash_optim import DASHWrapper
+        >>> net = torch.nn.Linear(4, 3)
+        >>> ema = torch.optim.swa_utils.AveragedModel(
+        ...     net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999))
+        >>> opt = DASHWrapper(torch.optim.SGD(net.parameters(), lr=0.1), model=net,
+        ...                   loss_fn=torch.nn.CrossEntropyLoss())
+        >>> report = opt.on_new_data([(torch.randn(8, 4), torch.randint(0, 3, (8,)))])
+        >>> report.apply_to(ema)
+        ['module.weight', 'module.bias']
+        >>> torch.allclose(ema.module.weight, net.weight)
+        True
+        """
+        if self.params and not self.factors:
+            raise ValueError(
+                "this report carries no factors (a report rebuilt from to_dict, or built by hand); use the "
+                "DASHReport that on_new_data returned"
+            )
+        tensors = _named_tensors(target)
+        index: dict[str, list[str]] = {}
+        for name in tensors:
+            index.setdefault(_bare(name), []).append(name)
+        shapes = {p.name: p.shape for p in self.params}
+        plan: list[tuple[str, Tensor, Tensor]] = []
+        for name, factor in self.factors.items():
+            if name in tensors:
+                matches = [name]
+            else:
+                matches = index.get(_bare(name), [])
+            if len(matches) > 1:
+                raise KeyError(
+                    f"{name!r} matches several tensors of the target ({', '.join(matches)}); pass the module "
+                    "that has the model's structure (e.g. averaged_model.module) or a mapping of its tensors"
+                )
+            if not matches:
+                if strict:
+                    raise KeyError(
+                        f"the target has no tensor for the shrunk parameter {name!r} (nor with a 'module.' or "
+                        f"'_orig_mod.' prefix); give a copy of the shrunk model, or strict=False to skip it"
+                    )
+                continue
+            tensor = tensors[matches[0]]
+            shape = tuple(shapes.get(name, tuple(tensor.shape)))
+            if tuple(tensor.shape) != shape:
+                raise ValueError(
+                    f"{matches[0]!r} has shape {tuple(tensor.shape)} in the target but {shape} in the shrunk "
+                    f"model; the target must have the same structure as the model"
+                )
+            if not tensor.is_floating_point():
+                raise ValueError(f"{matches[0]!r} is a {tensor.dtype} tensor; only floating tensors can be scaled")
+            plan.append((matches[0], tensor, factor.to(tensor.device)))
+        if plan:
+            with torch.no_grad(), deferred_interrupts():
+                torch._foreach_mul_([t for _, t, _ in plan], [f for _, _, f in plan])
+        return [name for name, _, _ in plan]
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-type dict (JSON-serialisable)."""
+        """Plain-type dict (JSON-serialisable).
+
+        Returns
+        -------
+        dict of str to Any
+            The report's fields as plain values (the per-unit ``factors`` tensors are left
+            out), plus the summary values ``mean_factor`` and ``at_floor``.
+        """
         out = asdict(replace(self, factors={}))
         del out["factors"]
         out["mean_factor"] = self.mean_factor
@@ -151,3 +253,26 @@ class DASHReport:
             lines.append("state keys not scaled (unknown):")
             lines += [f"  {name}: {', '.join(keys)}" for name, keys in self.unknown_state.items()]
         return "\n".join(lines)
+
+
+def _named_tensors(target: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    if isinstance(target, nn.Module):
+        out: dict[str, Tensor] = dict(target.named_buffers())
+        out.update(target.named_parameters())
+        return out
+    if isinstance(target, Mapping):
+        bad = [k for k, v in target.items() if not isinstance(v, Tensor)]
+        if bad:
+            raise TypeError(f"the target mapping must hold tensors; {bad[0]!r} is a {type(target[bad[0]]).__name__}")
+        return dict(target)
+    raise TypeError(
+        f"target must be a torch.nn.Module or a mapping of names to tensors; got {type(target).__name__}"
+    )
+
+
+def _bare(name: str) -> str:
+    """The name without wrapper prefixes: leading ``module.`` parts and every ``_orig_mod.`` part."""
+    parts = [p for p in name.split(".") if p != "_orig_mod"]
+    while len(parts) > 1 and parts[0] == "module":
+        parts = parts[1:]
+    return ".".join(parts)

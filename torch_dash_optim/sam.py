@@ -2,6 +2,7 @@ r"""Sharpness-Aware Minimization (Foret et al., ICLR 2021) and ASAM (Kwon et al.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -71,8 +72,7 @@ class SAM(DelegatingOptimizer):
         adaptive: bool = False,
         **base_kwargs: Any,
     ) -> None:
-        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not rho >= 0.0:
-            raise ValueError(f"rho={rho!r} must be a number >= 0 (e.g. 0.05 for SAM, 2.0 for ASAM)")
+        _check_rho(rho)
         if not isinstance(adaptive, bool):
             raise TypeError(f"adaptive must be True or False; got {adaptive!r}")
         if isinstance(base_optimizer, Optimizer):
@@ -83,16 +83,30 @@ class SAM(DelegatingOptimizer):
         self._init_delegate(base_optimizer(params, **base_kwargs))
         self.base_optimizer = self._inner
         self.defaults = {**self._inner.defaults, "rho": float(rho), "adaptive": adaptive}
-        for group in self._inner.param_groups:
+        for i, group in enumerate(self._inner.param_groups):
             group.setdefault("rho", float(rho))
             group.setdefault("adaptive", adaptive)
+            _check_rho(group["rho"], f"param group {i}: ")
         self._backup: dict[Tensor, Tensor] = {}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a param group to the base optimizer, with SAM's ``rho``/``adaptive`` defaults."""
+        """Add a param group to the base optimizer, with SAM's ``rho``/``adaptive`` defaults.
+
+        Parameters
+        ----------
+        param_group:
+            The group, as for :meth:`torch.optim.Optimizer.add_param_group`: ``params`` plus any
+            options; ``rho`` and ``adaptive`` default to the values given to the constructor.
+
+        Raises
+        ------
+        ValueError
+            If the group's ``rho`` is not a finite number >= 0.
+        """
         param_group = dict(param_group)
         param_group.setdefault("rho", self.defaults["rho"])
         param_group.setdefault("adaptive", self.defaults["adaptive"])
+        _check_rho(param_group["rho"], "param group new: ")
         self._inner.add_param_group(param_group)
 
     @torch.no_grad()
@@ -117,6 +131,17 @@ class SAM(DelegatingOptimizer):
 
         Call it after the first backward pass, then compute the loss and gradient again and
         call :meth:`second_step`.
+
+        Parameters
+        ----------
+        zero_grad:
+            Clear the gradients after moving the weights, ready for the second backward pass.
+
+        Raises
+        ------
+        RuntimeError
+            If it is called twice without :meth:`second_step` (or :meth:`undo_first_step`)
+            between.
         """
         if self._backup:
             raise RuntimeError("first_step was called twice; call second_step before the next first_step")
@@ -149,7 +174,18 @@ class SAM(DelegatingOptimizer):
 
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False) -> None:
-        """Restore the saved weights exactly and take the base optimizer's step."""
+        """Restore the saved weights exactly and take the base optimizer's step.
+
+        Parameters
+        ----------
+        zero_grad:
+            Clear the gradients after the base optimizer's step.
+
+        Raises
+        ------
+        RuntimeError
+            If :meth:`first_step` was not called before.
+        """
         if not self._backup:
             raise RuntimeError("second_step was called without first_step")
         self.undo_first_step()
@@ -166,6 +202,24 @@ class SAM(DelegatingOptimizer):
             Clears the gradients, computes the loss, calls ``backward()`` and returns the loss;
             it is called twice. Without a closure this is a plain base-optimizer step (as
             distributed checkpointing expects), not a SAM step.
+
+        Returns
+        -------
+        Any
+            The loss returned by the first closure call, at the original weights; without a
+            closure, whatever the base optimizer's ``step()`` returns (usually ``None``).
+
+        Raises
+        ------
+        RuntimeError
+            If it is called without a closure between :meth:`first_step` and
+            :meth:`second_step`.
+
+        Notes
+        -----
+        Exception-safe: if the second closure call raises (or is interrupted), the weights are
+        put back exactly as they were before the step, and the exception propagates; the next
+        step starts afresh.
         """
         if closure is None:
             if self._backup:
@@ -174,8 +228,12 @@ class SAM(DelegatingOptimizer):
         with torch.enable_grad():
             loss = closure()
         self.first_step(zero_grad=True)
-        with torch.enable_grad():
-            closure()
+        try:
+            with torch.enable_grad():
+                closure()
+        except BaseException:
+            self.undo_first_step()
+            raise
         self.second_step()
         return loss
 
@@ -187,5 +245,26 @@ class SAM(DelegatingOptimizer):
             )
         return self._inner.state_dict()
 
+    def in_perturbed_window(self) -> bool:
+        """Whether the weights are perturbed (between :meth:`first_step` and :meth:`second_step`).
+
+        Returns
+        -------
+        bool
+            ``True`` after :meth:`first_step` and before :meth:`second_step` or
+            :meth:`undo_first_step`, ``False`` otherwise.
+
+        Examples
+        --------
+        >>> SAM([torch.nn.Parameter(torch.ones(2))], torch.optim.SGD, lr=0.1).in_perturbed_window()
+        False
+        """
+        return bool(self._backup)
+
     def __repr__(self) -> str:
         return f"SAM(rho={self.defaults['rho']}, adaptive={self.defaults['adaptive']},\n{self._inner!r})"
+
+
+def _check_rho(rho: Any, where: str = "") -> None:
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0.0 <= rho < math.inf:
+        raise ValueError(f"{where}rho={rho!r} must be a finite number >= 0 (e.g. 0.05 for SAM, 2.0 for ASAM)")

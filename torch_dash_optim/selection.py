@@ -12,27 +12,39 @@ bias cannot be told from a norm layer's scale by its shape. Exclude embeddings o
 tensors with a param group of their own and ``"dash": False``.
 
 Param groups may override the wrapper's settings with the keys ``"dash"`` (bool),
-``"lambd"`` and ``"granularity"``.
+``"dash_lambd"`` and ``"dash_granularity"``: names that no optimizer uses (``ASGD`` keeps its
+own ``"lambd"`` in every group). The former keys ``"lambd"`` and ``"granularity"`` are refused
+with an error that names the new key, except where the optimizer itself owns that key.
+
+Some parameters are never shrunk, and are reported with the reason: parametrized weights
+(:mod:`torch.nn.utils.parametrize`: ``weight_norm``, ``spectral_norm``, ``orthogonal``, whose
+weight is recomputed from an unconstrained original that a shrink would not scale), empty
+tensors, and complex tensors. Selection reads parameters from the modules' parameter
+dictionaries, never through ``getattr``, so no parametrization runs and no buffer moves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from ._checks import check_bool, check_choice, check_lambd
 from .functional import GRANULARITIES, unit_dims
 
-__all__ = ["GROUP_KEYS", "SHRINKABLE_MODULES", "Selection", "Target", "check_group", "select"]
+__all__ = ["GROUP_KEYS", "RENAMED_GROUP_KEYS", "SHRINKABLE_MODULES", "Selection", "Target", "check_group", "select"]
 
 #: Module types whose weight and bias are shrunk when a model is given.
 SHRINKABLE_MODULES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 #: Param-group keys that override the wrapper's settings for that group.
-GROUP_KEYS: tuple[str, ...] = ("dash", "lambd", "granularity")
+GROUP_KEYS: tuple[str, ...] = ("dash", "dash_lambd", "dash_granularity")
+
+#: Former spellings of the group keys, refused with an error that names the new one.
+RENAMED_GROUP_KEYS: dict[str, str] = {"lambd": "dash_lambd", "granularity": "dash_granularity"}
 
 # Prefixes that wrappers add to parameter names: torch.compile's OptimizedModule and DDP/DP.
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
@@ -91,24 +103,50 @@ class Selection:
     trainable: list[Tensor]
 
 
-def check_group(group: Mapping[str, Any], index: int | str = "new") -> None:
+def check_group(
+    group: Mapping[str, Any], index: int | str = "new", owned: Collection[str] = ()
+) -> None:
     """Validate the DASH keys of one param group, or raise naming the group.
+
+    Parameters
+    ----------
+    group:
+        The param group.
+    index:
+        Its index, for the message.
+    owned:
+        Keys the wrapped optimizer itself keeps in its groups (its ``defaults``): a former DASH
+        key among them (ASGD's ``"lambd"``) belongs to the optimizer and is left alone.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad value, or a DASH key under its former name.
 
     Examples
     --------
+    >>> check_group({"params": [], "dash_lambd": 0.5})
+    >>> check_group({"params": [], "lambd": 1e-4}, owned={"lr", "lambd"})   # ASGD's own lambd
     >>> check_group({"params": [], "lambd": 0.5})
-    >>> check_group({"params": [], "granularity": "row"})
     Traceback (most recent call last):
     ...
-    ValueError: param group new: unknown granularity 'row'; use one of 'kernel', 'neuron', 'tensor'
+    ValueError: param group new: the per-group DASH floor is now the key "dash_lambd" ...
     """
     try:
+        for old, new in RENAMED_GROUP_KEYS.items():
+            if old in group and old not in owned:
+                what = "floor" if old == "lambd" else "granularity"
+                raise ValueError(
+                    f'the per-group DASH {what} is now the key "{new}" (the key "{old}" is refused: '
+                    f"optimizers such as torch.optim.ASGD keep their own \"lambd\" in every group); "
+                    f'rename "{old}" to "{new}" in this param group'
+                )
         if "dash" in group:
             check_bool('"dash"', group["dash"])
-        if "lambd" in group:
-            check_lambd(group["lambd"], where='"lambd"')
-        if "granularity" in group:
-            check_choice("granularity", group["granularity"], GRANULARITIES)
+        if "dash_lambd" in group:
+            check_lambd(group["dash_lambd"], where='"dash_lambd"')
+        if "dash_granularity" in group:
+            check_choice("granularity", group["dash_granularity"], GRANULARITIES)
     except (TypeError, ValueError) as err:
         raise type(err)(f"param group {index}: {err}") from None
 
@@ -124,19 +162,30 @@ def _strip(name: str) -> str:
     return name
 
 
-def _kinds_from_model(model: nn.Module) -> tuple[dict[int, str], dict[int, str]]:
-    """Map id(param) -> qualified name, and id(param) -> "weight"/"bias" for shrinkable ones."""
+def _kinds_from_model(model: nn.Module) -> tuple[dict[int, str], dict[int, str], set[int]]:
+    """Map id(param) -> qualified name, id(param) -> "weight"/"bias" for shrinkable ones, and
+    the ids of the originals of parametrized weights and biases.
+
+    Parameters are read from ``module._parameters`` and the parametrization's originals, never
+    with ``getattr``: under ``spectral_norm`` in train mode, ``module.weight`` runs a power
+    iteration that moves the ``_u``/``_v`` buffers.
+    """
     names: dict[int, str] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         names.setdefault(id(p), _strip(name))
     kinds: dict[int, str] = {}
+    parametrized: set[int] = set()
     for module in model.modules():
-        if isinstance(module, SHRINKABLE_MODULES):
-            for kind in ("weight", "bias"):
-                p = getattr(module, kind, None)
-                if isinstance(p, Tensor):
-                    kinds.setdefault(id(p), kind)
-    return names, kinds
+        if not isinstance(module, SHRINKABLE_MODULES):
+            continue
+        for kind in ("weight", "bias"):
+            if parametrize.is_parametrized(module, kind):
+                parametrized.update(id(p) for p in module.parametrizations[kind].parameters())
+                continue
+            p = module._parameters.get(kind)
+            if isinstance(p, Tensor):
+                kinds.setdefault(id(p), kind)
+    return names, kinds, parametrized
 
 
 def select(
@@ -145,6 +194,7 @@ def select(
     *,
     lambd: float,
     granularity: str,
+    owned: Collection[str] = (),
 ) -> Selection:
     """Decide which of the optimizer's parameters to shrink, and their units.
 
@@ -156,15 +206,20 @@ def select(
         The model that owns the parameters, or ``None`` for the shape rule.
     lambd, granularity:
         The wrapper's settings.
+    owned:
+        Keys the optimizer keeps in its groups (see :func:`check_group`).
 
     Returns
     -------
     Selection
+        The parameters to shrink with their units and λ, the parameters left alone with the
+        reason, and every trainable parameter whose gradient the gathering pass may touch.
 
     Raises
     ------
     ValueError
-        If an optimizer parameter is not a parameter of ``model``, or a group key is invalid.
+        If an optimizer parameter is not a parameter of ``model``, a parameter is lazy (not
+        yet initialised), or a group key is invalid.
 
     Examples
     --------
@@ -175,19 +230,25 @@ def select(
     >>> sel.skipped
     {'1.weight': 'not a Conv/Linear parameter', '1.bias': 'not a Conv/Linear parameter'}
     """
-    names, kinds = _kinds_from_model(model) if model is not None else ({}, {})
+    names, kinds, parametrized = _kinds_from_model(model) if model is not None else ({}, {}, set())
     seen: set[int] = set()
     targets: list[Target] = []
     skipped: dict[str, str] = {}
     trainable: list[Tensor] = []
     ordinal = 0
     for g, group in enumerate(param_groups):
-        check_group(group, g)
+        check_group(group, g, owned)
         for p in group["params"]:
             index, ordinal = ordinal, ordinal + 1
             if id(p) in seen:
                 continue
             seen.add(id(p))
+            if isinstance(p, nn.parameter.UninitializedParameter):
+                raise ValueError(
+                    f"parameter {index} of the optimizer (group {g}) is a lazy parameter that is not yet "
+                    "initialised (a Lazy* module); run one forward pass (e.g. model(sample_batch)) before "
+                    "wrapping the optimizer or calling on_new_data"
+                )
             if model is not None and id(p) not in names:
                 raise ValueError(
                     f"parameter {index} of the optimizer (group {g}, shape {tuple(p.shape)}) is not a "
@@ -197,13 +258,13 @@ def select(
             name = names.get(id(p), f"param[{index}]")
             if p.requires_grad:
                 trainable.append(p)
-            reason = _skip_reason(p, group, kinds, model is not None)
+            reason = _skip_reason(p, group, kinds, parametrized, model is not None)
             if reason is not None:
                 skipped[name] = reason
                 continue
-            gran = group.get("granularity", granularity)
+            gran = group.get("dash_granularity", granularity)
             dims = unit_dims(p.ndim, gran if kinds.get(id(p), "weight") == "weight" else "tensor")
-            targets.append(Target(name, p, dims, float(group.get("lambd", lambd))))
+            targets.append(Target(name, p, dims, float(group.get("dash_lambd", lambd))))
     if model is not None:
         for name, p in model.named_parameters():
             if id(p) not in seen:
@@ -214,11 +275,22 @@ def select(
     return Selection(targets, skipped, trainable)
 
 
-def _skip_reason(p: Tensor, group: Mapping[str, Any], kinds: dict[int, str], has_model: bool) -> str | None:
+def _skip_reason(
+    p: Tensor, group: Mapping[str, Any], kinds: dict[int, str], parametrized: set[int], has_model: bool
+) -> str | None:
     if not group.get("dash", True):
         return 'excluded by its param group ("dash": False)'
     if not p.requires_grad:
         return "frozen (requires_grad=False)"
+    if id(p) in parametrized:
+        return (
+            "original of a parametrized weight (torch.nn.utils.parametrize: weight_norm, spectral_norm, "
+            "orthogonal, ...): the weight is recomputed from it, so it is left alone"
+        )
+    if p.numel() == 0:
+        return "empty (no elements)"
+    if p.is_complex():
+        return "complex dtype (DASH's cosine is defined for real weights)"
     if has_model and id(p) not in kinds:
         return "not a Conv/Linear parameter"
     if not has_model and p.ndim < 2:

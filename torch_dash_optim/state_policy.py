@@ -1,34 +1,118 @@
 """What happens to the optimizer's state of a parameter after DASH shrinks it.
 
-``"keep"`` (the paper): nothing. ``"scale"``: first moments are multiplied by the same factors
-as the weights, second moments by the factors squared, so that e.g. Adam's update direction is
-that of a freshly shrunk trajectory. ``"reset"``: the state of every shrunk parameter is dropped,
-and the optimizer re-initialises it at its next step.
+Two kinds of state are told apart by key:
 
-Keys are recognised by name across ``torch.optim``: SGD and RMSprop ``momentum_buffer``, Adam(W)
-``exp_avg``, RMSprop ``grad_avg`` (first moments); Adam(W) ``exp_avg_sq`` and
-``max_exp_avg_sq``, RMSprop ``square_avg``, Adagrad ``sum`` (second moments). Scalars (``step``
-counters, ASGD's ``eta`` and ``mu``) are left alone. Any other tensor is left alone too and
-reported, so that a moment this module does not know is never scaled silently wrong.
+* **Weight-like state** holds a copy of the weights, not a statistic of the gradients:
+  Lookahead's slow weights (timm's ``lookahead_slow_buff``), the ``z`` sequence of
+  schedule-free optimizers (and the ``x``/``y`` copies of their reference versions), ASGD's
+  averaged weights ``ax``. It is multiplied by the same factors as the weights under *every*
+  policy, ``"keep"`` included: otherwise the next Lookahead sync or schedule-free
+  interpolation pulls the weights back towards their unshrunk copy.
+* **Moments** follow the ``state=`` policy. ``"keep"`` (the paper): nothing. ``"scale"``:
+  first moments (and other state linear in the gradient's or the weights' scale) are
+  multiplied by the factors, second moments by the factors squared, so that e.g. Adam's update
+  direction is that of a freshly shrunk trajectory. ``"reset"``: the state of every shrunk
+  parameter is dropped, and the optimizer re-initialises it at its next step, exactly as at its
+  first one (weight-like state included: the optimizer re-creates it from the shrunk weights).
+
+Nested optimizers are searched too: the state that timm's ``Lookahead`` keeps in its base
+optimizer, the base optimizer of a SAM. Scalars (``step`` counters, ASGD's ``eta`` and
+``mu``) are left alone. Any other tensor is left alone as well, listed in the report
+(:attr:`DASHReport.unknown_state <torch_dash_optim.DASHReport.unknown_state>`) and warned
+about once per set of keys (:class:`UnknownStateWarning`), so that neither a moment nor a copy
+of the weights that this module does not know is ever scaled by guesswork.
+
+Fused and foreach optimizers: dropping the state of some parameters of a group is safe for
+every ``torch.optim`` optimizer except fused SGD with momentum, whose step needs all or none
+of a group's momentum buffers. There ``"reset"`` zeroes the momentum buffers of the shrunk
+parameters instead, which is exactly a fresh buffer when ``dampening`` is 0 (the default).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["FIRST_MOMENT_KEYS", "SECOND_MOMENT_KEYS", "STATE_POLICIES", "StatePlan", "plan_state"]
+from ._nesting import state_mappings
+
+__all__ = [
+    "FIRST_MOMENT_KEYS",
+    "SECOND_MOMENT_KEYS",
+    "STATE_POLICIES",
+    "WEIGHT_KEYS",
+    "StatePlan",
+    "UnknownStateWarning",
+    "plan_state",
+]
 
 #: The accepted values of ``state=``.
 STATE_POLICIES: tuple[str, ...] = ("keep", "scale", "reset")
-#: State keys scaled by the factor under ``state="scale"``.
-FIRST_MOMENT_KEYS: frozenset[str] = frozenset({"momentum_buffer", "exp_avg", "grad_avg"})
-#: State keys scaled by the factor squared under ``state="scale"``.
-SECOND_MOMENT_KEYS: frozenset[str] = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"})
+#: State keys scaled by the factor under ``state="scale"``: first moments (SGD and RMSprop
+#: ``momentum_buffer``, ``exp_avg`` of the Adam family, centred RMSprop ``grad_avg``, Adan's
+#: ``exp_avg_diff``), previous gradients (Rprop ``prev``, Adan ``neg_pre_grad``, MARS
+#: ``last_grad``), Adamax's ``exp_inf`` (a running max of ``|grad|``) and Rprop's per-element
+#: ``step_size`` (a length in weight units).
+FIRST_MOMENT_KEYS: frozenset[str] = frozenset(
+    {
+        "momentum_buffer",
+        "exp_avg",
+        "grad_avg",
+        "exp_inf",
+        "prev",
+        "step_size",
+        "exp_avg_diff",
+        "neg_pre_grad",
+        "last_grad",
+    }
+)
+#: State keys scaled by the factor squared under ``state="scale"``: ``exp_avg_sq`` and
+#: ``max_exp_avg_sq`` (Adam, AdamW, AMSGrad, ...), ``square_avg`` (RMSprop, Adadelta),
+#: ``acc_delta`` (Adadelta), ``sum`` (Adagrad), ``row_var``/``col_var``/``variance``
+#: (Adafactor; a factored moment is scaled where the factors are constant along its reduced
+#: dimension) and AdaBelief's ``exp_avg_var``/``max_exp_avg_var``.
+SECOND_MOMENT_KEYS: frozenset[str] = frozenset(
+    {
+        "exp_avg_sq",
+        "max_exp_avg_sq",
+        "square_avg",
+        "acc_delta",
+        "sum",
+        "row_var",
+        "col_var",
+        "variance",
+        "exp_avg_var",
+        "max_exp_avg_var",
+    }
+)
+#: State keys that hold a copy of the weights, scaled by the factor under every policy:
+#: timm Lookahead's ``lookahead_slow_buff``, ``slow_param``/``slow_buffer`` (other Lookahead
+#: implementations), schedule-free's ``z`` (and ``x``, ``y`` in its reference optimizers) and
+#: ASGD's averaged weights ``ax``.
+WEIGHT_KEYS: frozenset[str] = frozenset({"lookahead_slow_buff", "slow_param", "slow_buffer", "z", "x", "y", "ax"})
+
+_WARNED: set[frozenset[tuple[str, str]]] = set()
+
+
+class UnknownStateWarning(UserWarning):
+    """An optimizer holds state tensors that DASH does not recognise and left alone.
+
+    Issued once per set of ``(optimizer class, key)`` pairs. If such a tensor is a copy of the
+    weights (slow weights, an average), it still holds the unshrunk weights.
+
+    Examples
+    --------
+    Silence it once the keys are known to be harmless:
+
+    >>> import warnings
+    >>> warnings.filterwarnings("ignore", category=UnknownStateWarning)
+    >>> warnings.resetwarnings()
+    """
 
 
 @dataclass
@@ -44,22 +128,27 @@ class StatePlan:
     drop:
         ``(state, param)`` pairs: the optimizer state mapping and the parameter whose entry
         is to be removed from it (see :meth:`apply_drops`).
+    zero:
+        State tensors to fill with zeros (``"reset"`` where an entry cannot be dropped).
     unknown:
         Per parameter name, the state keys left alone because they are not recognised.
 
     Examples
     --------
     >>> StatePlan()
-    StatePlan(tensors=[], factors=[], drop=[], unknown={})
+    StatePlan(tensors=[], factors=[], drop=[], zero=[], unknown={})
     """
 
     tensors: list[Tensor] = field(default_factory=list)
     factors: list[Tensor] = field(default_factory=list)
     drop: list[tuple[MutableMapping[Tensor, Any], Tensor]] = field(default_factory=list)
+    zero: list[Tensor] = field(default_factory=list)
     unknown: dict[str, list[str]] = field(default_factory=dict)
 
     def apply_drops(self) -> None:
-        """Remove the planned state entries (the scaling is applied by the caller)."""
+        """Remove the planned state entries and zero the planned tensors (the scaling is the caller's)."""
+        if self.zero:
+            torch._foreach_zero_(self.zero)
         for state, param in self.drop:
             state.pop(param, None)
 
@@ -71,7 +160,26 @@ def plan_state(
 ) -> StatePlan:
     """Plan the state update for the shrunk ``(name, param, factor)`` triples.
 
-    ``optimizer`` is the optimizer whose state is planned for, or its ``state`` mapping.
+    Parameters
+    ----------
+    policy:
+        ``"keep"``, ``"scale"`` or ``"reset"`` (see the module's description).
+    optimizer:
+        The optimizer whose state is planned for (optimizers nested in it, such as the base
+        optimizer of a Lookahead, are searched too), or a bare ``state`` mapping.
+    shrunk:
+        ``(name, param, factor)`` for every shrunk parameter; ``factor`` broadcasts to
+        ``param``.
+
+    Returns
+    -------
+    StatePlan
+        Nothing is changed until the caller applies the plan.
+
+    Warns
+    -----
+    UnknownStateWarning
+        Once per set of unrecognised keys (they are also in :attr:`StatePlan.unknown`).
 
     Examples
     --------
@@ -80,29 +188,119 @@ def plan_state(
     >>> plan = plan_state("scale", state, [("w", p, torch.tensor([[0.5], [1.0]]))])
     >>> [f.flatten().tolist() for f in plan.factors]
     [[0.5, 1.0], [0.25, 1.0]]
+
+    Weight-like state is scaled under ``"keep"`` too:
+
+    >>> state = {p: {"exp_avg": torch.ones(2, 2), "lookahead_slow_buff": torch.ones(2, 2)}}
+    >>> plan = plan_state("keep", state, [("w", p, torch.tensor([[0.5], [1.0]]))])
+    >>> [t is state[p]["lookahead_slow_buff"] for t in plan.tensors]
+    [True]
     """
-    state = optimizer.state if isinstance(optimizer, Optimizer) else optimizer
+    if isinstance(optimizer, Mapping) and not hasattr(optimizer, "param_groups"):
+        states: list[tuple[Any, Mapping[Any, Any]]] = [(None, optimizer)]
+    else:
+        states = state_mappings(optimizer)
     plan = StatePlan()
-    if policy == "keep":
-        return plan
+    unknown_pairs: set[tuple[str, str]] = set()
     for name, param, factor in shrunk:
-        entry = state.get(param)
-        if not entry:
-            continue
-        if policy == "reset":
-            plan.drop.append((state, param))
-            continue
-        for key, value in entry.items():
-            if not isinstance(value, Tensor) or value.ndim == 0:
-                continue  # step counters and other scalars
-            if value.shape == param.shape:
-                if key in FIRST_MOMENT_KEYS:
-                    plan.tensors.append(value)
-                    plan.factors.append(factor)
+        for owner, state in states:
+            entry = state.get(param)
+            if not entry:
+                continue
+            if policy == "reset":
+                if _needs_all_or_none(owner, param):
+                    _plan_zeroed(plan, name, param, factor, entry, unknown_pairs, owner)
+                else:
+                    plan.drop.append((state, param))  # type: ignore[arg-type]
+                continue
+            for key, value in entry.items():
+                if not _is_state_tensor(value) or value is param:
                     continue
-                if key in SECOND_MOMENT_KEYS:
+                fitted = _fit(factor, value, param)
+                if key in WEIGHT_KEYS and fitted is not None:
                     plan.tensors.append(value)
-                    plan.factors.append(factor * factor)
-                    continue
-            plan.unknown.setdefault(name, []).append(key)
+                    plan.factors.append(fitted)
+                elif key in FIRST_MOMENT_KEYS and fitted is not None:
+                    if policy == "scale":
+                        plan.tensors.append(value)
+                        plan.factors.append(fitted)
+                elif key in SECOND_MOMENT_KEYS and fitted is not None:
+                    if policy == "scale":
+                        plan.tensors.append(value)
+                        plan.factors.append(fitted * fitted)
+                else:
+                    plan.unknown.setdefault(name, []).append(key)
+                    unknown_pairs.add((type(owner).__name__ if owner is not None else "state", key))
+    _warn_once(unknown_pairs)
     return plan
+
+
+def _is_state_tensor(value: Any) -> bool:
+    return isinstance(value, Tensor) and value.ndim > 0 and value.is_floating_point()
+
+
+def _fit(factor: Tensor, value: Tensor, param: Tensor) -> Tensor | None:
+    """``factor`` shaped to scale ``value`` exactly, or None where it cannot.
+
+    ``value`` has the parameter's shape, or that shape with some dimensions reduced to 1 (a
+    factored moment); the factor must then be constant along every reduced dimension.
+    """
+    if value.shape == param.shape:
+        return factor
+    if value.ndim != param.ndim or factor.ndim > param.ndim:
+        return None
+    shape = (1,) * (param.ndim - factor.ndim) + tuple(factor.shape)
+    for v, p, f in zip(value.shape, param.shape, shape):
+        if v != p and not (v == 1 and f == 1):
+            return None
+    return factor.reshape(shape)
+
+
+def _needs_all_or_none(owner: Any, param: Tensor) -> bool:
+    """Fused SGD with momentum steps a group only if all or none of its buffers exist."""
+    if not isinstance(owner, torch.optim.SGD):
+        return False
+    for group in owner.param_groups:
+        if any(p is param for p in group["params"]):
+            return bool(group.get("fused")) and group.get("momentum", 0) != 0
+    return False
+
+
+def _plan_zeroed(
+    plan: StatePlan,
+    name: str,
+    param: Tensor,
+    factor: Tensor,
+    entry: Mapping[str, Any],
+    unknown_pairs: set[tuple[str, str]],
+    owner: Any,
+) -> None:
+    """Reset an entry in place: moments zeroed, weight-like state scaled, the rest reported."""
+    for key, value in entry.items():
+        if not _is_state_tensor(value) or value is param:
+            continue
+        fitted = _fit(factor, value, param)
+        if key in WEIGHT_KEYS and fitted is not None:
+            plan.tensors.append(value)
+            plan.factors.append(fitted)
+        elif key in FIRST_MOMENT_KEYS or key in SECOND_MOMENT_KEYS:
+            plan.zero.append(value)
+        else:
+            plan.unknown.setdefault(name, []).append(key)
+            unknown_pairs.add((type(owner).__name__, key))
+
+
+def _warn_once(pairs: set[tuple[str, str]]) -> None:
+    key = frozenset(pairs)
+    if not pairs or key in _WARNED:
+        return
+    _WARNED.add(key)
+    listed = ", ".join(f"{owner}[{name!r}]" for owner, name in sorted(pairs))
+    warnings.warn(
+        f"DASH left optimizer state it does not recognise alone: {listed}. If one of these holds a copy "
+        "of the weights (slow weights, an average), it still holds the unshrunk weights and will pull the "
+        "model back; the keys are listed per parameter in DASHReport.unknown_state "
+        "(see torch_dash_optim.state_policy for the keys DASH knows)",
+        UnknownStateWarning,
+        stacklevel=4,
+    )

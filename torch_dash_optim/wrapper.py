@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ from ._interrupts import deferred_interrupts
 from .distributed import check_model, dash_factors, is_dtensor, local_tensor
 from .gather import gather_direction
 from .report import DASHReport, ParamReport
-from .selection import Target, check_group, select
+from .selection import RENAMED_GROUP_KEYS, Target, check_group, select
 from .skip import check_tol, trim_loader
 from .state_policy import STATE_POLICIES, plan_state
 
@@ -30,6 +30,11 @@ MODES: tuple[str, ...] = ("eval", "train")
 
 Criterion = Callable[[Any, Any], Tensor]
 BatchLoss = Callable[[Any, Any], Tensor]
+
+#: The param-group key under which ``state_dict()`` also saves the DASH settings, in every
+#: saved group, so that checkpoint tools that keep only ``state`` and ``param_groups``
+#: (``torch.distributed.checkpoint``) keep them too. Never present in the live groups.
+SETTINGS_KEY = "dash_settings"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,20 @@ class DASHConfig:
         check_choice("state", self.state, STATE_POLICIES)
         check_choice("mode", self.mode, MODES)
         object.__setattr__(self, "tol", check_tol(self.tol, self.average))
+
+
+@dataclass
+class _Shared:
+    """The mutable DASH state of a wrapper, in one object.
+
+    Lightning's ``LightningOptimizer`` and Fabric's optimizer proxy copy the wrapper's
+    ``__dict__``: the copy still holds this same object, so a call counted through the proxy is
+    counted on the wrapper too.
+    """
+
+    config: DASHConfig
+    calls: int = 0
+    busy: str | None = field(default=None)
 
 
 class DASHWrapper(DelegatingOptimizer):
@@ -130,8 +149,15 @@ class DASHWrapper(DelegatingOptimizer):
 
     Notes
     -----
-    Param groups may override ``lambd`` and ``granularity`` with keys of those names, and opt
-    out with ``"dash": False``.
+    Param groups may override ``lambd`` and ``granularity`` with the keys ``"dash_lambd"`` and
+    ``"dash_granularity"``, and opt out with ``"dash": False``. The former keys ``"lambd"`` and
+    ``"granularity"`` are refused with an error naming the new ones (except ``"lambd"`` where
+    the optimizer owns it: ``torch.optim.ASGD``'s decay).
+
+    Wrapping a ``DASHWrapper`` in another is refused. ``step()`` and ``on_new_data`` refuse to
+    run inside the gradient pass (called from the loss or a hook), and ``on_new_data`` refuses
+    to run between :meth:`SAM.first_step <torch_dash_optim.SAM.first_step>` and
+    ``second_step``.
 
     Examples
     --------
@@ -167,6 +193,7 @@ class DASHWrapper(DelegatingOptimizer):
         autocast_dtype: torch.dtype | None = None,
         sync: bool | None = None,
     ) -> None:
+        _check_not_nested(optimizer)
         self._init_delegate(optimizer)
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module or None; got {type(model).__name__}")
@@ -174,16 +201,40 @@ class DASHWrapper(DelegatingOptimizer):
         _check_losses(loss_fn, batch_loss)
         if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
             raise TypeError(f"autocast_dtype must be a torch.dtype such as torch.bfloat16; got {autocast_dtype!r}")
+        if autocast_dtype is not None and not autocast_dtype.is_floating_point:
+            raise ValueError(
+                f"autocast_dtype={autocast_dtype} is not a floating dtype; autocast runs the forward pass in "
+                "a lower-precision float: use torch.bfloat16 or torch.float16"
+            )
         if sync is not None and not isinstance(sync, bool):
             raise TypeError(f"sync must be True, False or None; got {sync!r}")
-        self.config = DASHConfig(lambd, alpha, granularity, average, state, mode, tol)
+        self.__dict__["_dash"] = _Shared(DASHConfig(lambd, alpha, granularity, average, state, mode, tol))
         self.model = model
         self.loss_fn = loss_fn
         self.batch_loss = batch_loss
         self.autocast_dtype = autocast_dtype
         self.sync = sync
-        self._calls = 0
         self._select()  # fail early on a model that does not own the optimizer's parameters
+
+    # -- shared mutable state --------------------------------------------------------------
+    @property
+    def config(self) -> DASHConfig:
+        """The DASH settings (a frozen :class:`DASHConfig`; assign a new one to change them)."""
+        return self._dash.config
+
+    @config.setter
+    def config(self, value: DASHConfig) -> None:
+        if not isinstance(value, DASHConfig):
+            raise TypeError(f"config must be a DASHConfig; got {type(value).__name__}")
+        self._dash.config = value
+
+    @property
+    def _calls(self) -> int:
+        return self._dash.calls
+
+    @_calls.setter
+    def _calls(self, value: int) -> None:
+        self._dash.calls = value
 
     # -- optimizer protocol ---------------------------------------------------------------
     @property
@@ -205,23 +256,84 @@ class DASHWrapper(DelegatingOptimizer):
         return self._calls
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """Take a step of the wrapped optimizer and return what it returns (the closure's loss)."""
+        """Take a step of the wrapped optimizer and return what it returns (the closure's loss).
+
+        Parameters
+        ----------
+        closure:
+            Passed on to the wrapped optimizer's ``step`` (clears the gradients, computes the
+            loss, calls ``backward()`` and returns the loss); ``None`` for a plain step.
+
+        Returns
+        -------
+        Any
+            Whatever the wrapped optimizer's ``step`` returns: the closure's loss, or usually
+            ``None`` without a closure.
+
+        Raises
+        ------
+        RuntimeError
+            If it is called while :meth:`on_new_data` is running (from a hook or the loss).
+        """
+        if self._dash.busy is not None:
+            raise RuntimeError(_reentry("step()", self._dash.busy))
         if closure is None:
             return self._inner.step()
         return self._inner.step(closure)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a param group (its ``dash``/``lambd``/``granularity`` keys are checked)."""
-        check_group(param_group, len(self.param_groups))
+        """Add a param group (its ``dash``/``dash_lambd``/``dash_granularity`` keys are checked).
+
+        Parameters
+        ----------
+        param_group:
+            The group, as for :meth:`torch.optim.Optimizer.add_param_group`: ``params`` plus any
+            options of the wrapped optimizer, and optionally the per-group DASH keys ``dash``,
+            ``dash_lambd`` and ``dash_granularity``.
+
+        Raises
+        ------
+        ValueError
+            For a bad DASH key, or, with a model, a parameter that is not one of the model's.
+        """
+        check_group(param_group, len(self.param_groups), self.defaults)
+        if self.model is not None:
+            params = param_group.get("params", [])
+            params = [params] if isinstance(params, Tensor) else list(params)
+            param_group = {**param_group, "params": params}
+            owned = {id(p) for p in self.model.parameters()}
+            for i, p in enumerate(params):
+                if id(p) not in owned:
+                    raise ValueError(
+                        f"param group new: parameter {i} (shape {tuple(p.shape)}) is not a parameter of the "
+                        "model given to DASHWrapper; add the model's own parameters (or wrap with model=None)"
+                    )
         self._inner.add_param_group(param_group)
+
+    def _settings(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "calls": self._calls}
 
     def _state_dict_body(self) -> dict[str, Any]:
         state_dict = dict(self._inner.state_dict())
-        state_dict["dash"] = {"config": asdict(self.config), "calls": self._calls}
+        settings = self._settings()
+        state_dict["param_groups"] = [{**g, SETTINGS_KEY: dict(settings)} for g in state_dict["param_groups"]]
+        state_dict["dash"] = settings
         return state_dict
 
     def _load_state_dict_body(self, state_dict: dict[str, Any]) -> None:
-        dash = state_dict.pop("dash", None)  # absent in a bare optimizer's state_dict: keep ours
+        dash = state_dict.pop("dash", None)
+        groups = state_dict.get("param_groups")
+        in_groups = None
+        if isinstance(groups, list):
+            found = [g[SETTINGS_KEY] for g in groups if isinstance(g, dict) and SETTINGS_KEY in g]
+            in_groups = found[0] if found else None
+            clean = [{k: v for k, v in g.items() if k != SETTINGS_KEY} for g in groups]
+            if dash is not None and in_groups is None:
+                clean = [_migrate_group(g, self.defaults) for g in clean]  # saved before the key rename
+            state_dict["param_groups"] = clean
+        # The "dash" entry, else the copy in the groups (all that torch.distributed.checkpoint
+        # keeps); neither in a bare optimizer's state_dict: then keep ours.
+        dash = dash if dash is not None else in_groups
         config, calls = self.config, self._calls
         if dash is not None:
             try:
@@ -279,22 +391,41 @@ class DASHWrapper(DelegatingOptimizer):
         On any failure (including :class:`KeyboardInterrupt`) the weights, gradients,
         buffers, module modes and optimizer state are left exactly as they were.
         """
+        shared = self._dash
+        if shared.busy is not None:
+            raise RuntimeError(_reentry("on_new_data", shared.busy))
         if not isinstance(loader, Iterable):
             raise TypeError(f"loader must be an iterable of batches; got {type(loader).__name__}")
+        _check_not_perturbed(self._inner)
         compute_loss = self._loss_for(loss_fn, batch_loss)
         tol = self.config.tol if tol is None else check_tol(tol, self.config.average)
+        calls = shared.calls
+        shared.busy = "on_new_data"
         try:
             return self._shrink(loader, compute_loss, tol)
         except BaseException as err:
-            if hasattr(err, "add_note"):
-                err.add_note(
+            if shared.calls != calls:  # interrupted after the shrink was committed
+                note = (
+                    f"DASHWrapper.on_new_data was interrupted after its shrink had completed: the weights "
+                    f"and optimizer state are shrunk and the call was counted (num_dash_calls={shared.calls}); "
+                    "do not call it again for this data"
+                )
+            else:
+                note = (
                     "DASHWrapper.on_new_data failed; weights, grads, buffers, modes and "
                     "optimizer state were left as they were"
                 )
+            if hasattr(err, "add_note"):
+                err.add_note(note)
             raise
+        finally:
+            shared.busy = None
 
     def _select(self) -> Any:
-        return select(self.param_groups, self.model, lambd=self.config.lambd, granularity=self.config.granularity)
+        cfg = self.config
+        return select(
+            self.param_groups, self.model, lambd=cfg.lambd, granularity=cfg.granularity, owned=self.defaults
+        )
 
     def _shrink(self, loader: Iterable[Any], compute_loss: Callable[[Any], Tensor], tol: float) -> DASHReport:
         cfg = self.config
@@ -392,6 +523,51 @@ def _check_losses(loss_fn: Any, batch_loss: Any) -> None:
     for name, fn in (("loss_fn", loss_fn), ("batch_loss", batch_loss)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable; got {type(fn).__name__}")
+        if isinstance(fn, type) and issubclass(fn, nn.Module):
+            raise TypeError(
+                f"{name} is the class {fn.__name__}, not an instance of it; pass {fn.__name__}() "
+                f"(e.g. {name}=torch.nn.{fn.__name__}())"
+            )
+
+
+def _check_not_nested(optimizer: Any) -> None:
+    inner = optimizer
+    while isinstance(inner, DelegatingOptimizer):
+        if isinstance(inner, DASHWrapper):
+            raise TypeError(
+                "the optimizer is already wrapped in a DASHWrapper; wrap the base optimizer once "
+                "(a DASHWrapper around a DASHWrapper would shrink twice per call and save one set of settings)"
+            )
+        inner = inner.__dict__.get("_inner")
+
+
+def _check_not_perturbed(optimizer: Any) -> None:
+    """Refuse on_new_data while a SAM's weights are perturbed (between first_step and second_step)."""
+    inner = optimizer
+    while inner is not None:
+        window = getattr(type(inner), "in_perturbed_window", None)
+        if window is not None and window(inner):
+            raise RuntimeError(
+                "on_new_data was called between SAM.first_step and SAM.second_step, while the weights are "
+                "perturbed (second_step would put back the unshrunk weights); call it after second_step"
+            )
+        inner = inner.__dict__.get("_inner") if isinstance(inner, DelegatingOptimizer) else None
+
+
+def _reentry(what: str, busy: str) -> str:
+    return (
+        f"{what} was called during {busy}'s gradient pass (from the loss, the model's forward or a hook); "
+        f"the pass must not step or shrink the model. Call {what} after on_new_data returns"
+    )
+
+
+def _migrate_group(group: dict[str, Any], owned: Any) -> dict[str, Any]:
+    """Rename the per-group DASH keys of a checkpoint saved before the rename (0.1.0)."""
+    out = dict(group)
+    for old, new in RENAMED_GROUP_KEYS.items():
+        if old in out and old not in owned and new not in out:
+            out[new] = out.pop(old)
+    return out
 
 
 def _device_of(targets: list[Target], param_groups: list[dict[str, Any]]) -> torch.device:

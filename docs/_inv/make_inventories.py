@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 _EXC = "library/exceptions.html#$"
 _ABC = "library/collections.abc.html#$"
 _TORCH_GEN = "generated/$.html#$"
+_DCP = "distributed.checkpoint.html#$"
 
 INVENTORIES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
     "python": (
@@ -53,10 +54,16 @@ INVENTORIES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
             ("collections.abc.Iterator", "py:class", _ABC),
             ("collections.abc.Mapping", "py:class", _ABC),
             ("collections.abc.Sequence", "py:class", _ABC),
+            ("collections.abc.MutableMapping", "py:class", _ABC),
+            ("collections.abc.Collection", "py:class", _ABC),
+            ("functools.partial", "py:function", "library/functools.html#$"),
+            ("collections.defaultdict", "py:class", "library/collections.html#$"),
             ("pathlib.Path", "py:class", "library/pathlib.html#$"),
+            ("types.ModuleType", "py:class", "library/types.html#$"),
             ("argparse.ArgumentParser", "py:class", "library/argparse.html#$"),
             ("argparse.Namespace", "py:class", "library/argparse.html#$"),
             ("dataclasses.dataclass", "py:function", "library/dataclasses.html#$"),
+            ("dataclasses.replace", "py:function", "library/dataclasses.html#$"),
             ("dataclasses", "py:module", "library/dataclasses.html#module-$"),
             ("doctest", "py:module", "library/doctest.html#module-$"),
         ],
@@ -66,6 +73,7 @@ INVENTORIES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
         "stable",
         [
             ("torch", "py:module", "torch.html#module-$"),
+            ("torch.nn.utils.parametrize", "py:module", "nn.html#module-$"),
             ("torch.Tensor", "py:class", "tensors.html#$"),
             ("torch.dtype", "py:class", "tensor_attributes.html#$"),
             ("torch.device", "py:class", "tensor_attributes.html#$"),
@@ -74,6 +82,7 @@ INVENTORIES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
             ("torch.Generator", "py:class", _TORCH_GEN),
             ("torch._C.Generator", "py:class", "generated/torch.Generator.html#torch.Generator"),
             ("torch.autocast", "py:class", "amp.html#$"),
+            ("torch.inference_mode", "py:class", _TORCH_GEN),
             ("torch.amp.GradScaler", "py:class", "amp.html#$"),
             ("torch.amp.grad_scaler.GradScaler", "py:class", "amp.html#torch.amp.GradScaler"),
             ("torch.distributed.tensor.DTensor", "py:class", "distributed.tensor.html#$"),
@@ -97,6 +106,10 @@ INVENTORIES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
             ("torch.distributed.fsdp.fully_shard", "py:function", "distributed.fsdp.fully_shard.html#$"),
             ("torch.distributed.init_process_group", "py:function", "distributed.html#$"),
             ("torch.distributed.all_reduce", "py:function", "distributed.html#$"),
+            ("torch.distributed.checkpoint.save", "py:function", "distributed.checkpoint.html#$"),
+            ("torch.distributed.checkpoint.load", "py:function", "distributed.checkpoint.html#$"),
+            ("torch.distributed.checkpoint.state_dict.get_optimizer_state_dict", "py:function", _DCP),
+            ("torch.distributed.checkpoint.state_dict.set_optimizer_state_dict", "py:function", _DCP),
             ("torch.optim", "py:module", "optim.html#module-$"),
             ("torch.profiler", "py:module", "profiler.html#module-$"),
             ("torch.optim.Optimizer", "py:class", "optim.html#$"),
@@ -104,6 +117,9 @@ INVENTORIES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
             ("torch.optim.SGD", "py:class", _TORCH_GEN),
             ("torch.optim.Adam", "py:class", _TORCH_GEN),
             ("torch.optim.AdamW", "py:class", _TORCH_GEN),
+            ("torch.optim.ASGD", "py:class", _TORCH_GEN),
+            ("torch.optim.swa_utils.AveragedModel", "py:class", _TORCH_GEN),
+            ("torch.optim.optimizer.register_optimizer_step_pre_hook", "py:function", "optim.html#$"),
             ("torch.utils.data.DataLoader", "py:class", "data.html#$"),
             ("torch.utils.data.dataloader.DataLoader", "py:class", "data.html#torch.utils.data.DataLoader"),
             ("torch.utils.data.Dataset", "py:class", "data.html#$"),

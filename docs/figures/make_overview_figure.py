@@ -14,7 +14,7 @@ seeds: from a fresh initialisation (cold), from the previous weights (warm) and 
 previous weights after ``DASHWrapper.on_new_data`` (lambd=0.3, alpha=0.3, the paper's values;
 one batch per chunk, as in the authors' code).
 
-Left panel: test accuracy after each stage (mean over seeds, band = min..max). Right panel: the
+Top panel: test accuracy after each stage (mean over seeds, band = min..max). Bottom panel: the
 shrink factors that one real ``on_new_data`` call applied (the last stage of the first seed),
 read back from the weights as the norm of each unit after the call over its norm before.
 """
@@ -121,7 +121,10 @@ def main() -> None:
             took = time.perf_counter() - t0
             print(f"seed {seed} {method:4s} test acc {[round(a, 3) for a in accs]} ({took:.0f} s)")
 
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.0, 3.4), dpi=110)
+    # Two panels stacked, 5 inches wide with 11-point text: legible when a phone shows the
+    # figure at the width of its screen (the page caps its width on a wide screen).
+    plt.rcParams.update({"font.size": 11, "legend.fontsize": 10})
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(5.0, 7.0), dpi=130)
     sizes = [len(data[0]) * (s + 1) // args.stages for s in range(args.stages)]
     styles = {
         "cold": ("cold start", "tab:gray"),
@@ -135,19 +138,19 @@ def main() -> None:
         ax.fill_between(sizes, t.min(0).values, t.max(0).values, color=color, alpha=0.15, lw=0)
     ax.set_xlabel("training examples seen")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"MNIST-1D, MLP, {args.seeds} seeds")
+    ax.set_title(f"MNIST-1D, MLP, {args.seeds} seeds", fontsize=11)
     ax.legend(frameon=False)
     ax.grid(alpha=0.3)
-    names = ["layer 1 (256 rows)", "layer 2 (256 rows)", "output (10 rows)"]
+    names = ["layer 1, 256 rows", "layer 2, 256 rows", "output, 10 rows"]
     bins = torch.linspace(0.3, 1.0, 29).tolist()
     for f, name in zip(factors, names, strict=True):
         at_floor = sum(v <= 0.3 + 1e-6 for v in f) / len(f)
-        bx.hist(f, bins=bins, histtype="step", lw=1.5, label=f"{name}: {100 * at_floor:.0f}% at floor")
+        bx.hist(f, bins=bins, histtype="step", lw=1.5, label=f"{name}: {100 * at_floor:.0f}%")
     bx.set_yscale("log")
     bx.set_xlabel(r"factor $s_u = \mathrm{clamp}(\cos(w_u, G_u), \lambda, 1)$")
-    bx.set_ylabel("units (rows), log scale")
-    bx.set_title(r"one on_new_data call, $\lambda = 0.3$")
-    bx.legend(frameon=False)
+    bx.set_ylabel("rows (log scale)")
+    bx.set_title(r"factors of one on_new_data call, $\lambda = 0.3$", fontsize=11)
+    bx.legend(frameon=False, title="share at the floor", title_fontsize=10)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)

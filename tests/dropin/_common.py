@@ -1,14 +1,26 @@
-"""Shared helpers of the drop-in tests: tiny models, data and exact snapshots."""
+"""Shared helpers of the drop-in tests: tiny models and data; the exact snapshots live in tests/_snapshot.py."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
+from _snapshot import assert_same, assert_unchanged, snapshot
 from torch import Tensor, nn
 
 from torch_dash_optim import DASHWrapper
+
+__all__ = [
+    "assert_same",
+    "assert_unchanged",
+    "image_batches",
+    "snapshot",
+    "tiny_cnn",
+    "tiny_mlp",
+    "train",
+    "vector_batches",
+    "wrapped_sgd",
+]
 
 
 def tiny_cnn(seed: int = 0) -> nn.Module:
@@ -47,45 +59,6 @@ def train(opt: torch.optim.Optimizer, model: nn.Module, batches: list[tuple[Tens
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-
-
-def snapshot(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Exact copies of everything on_new_data must leave as it was on failure."""
-    return {
-        "params": {n: p.detach().clone() for n, p in model.named_parameters()},
-        "grads": {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()},
-        "grad_ids": {n: id(p.grad) for n, p in model.named_parameters()},
-        "buffers": {n: b.clone() for n, b in model.named_buffers()},
-        "modes": {n: m.training for n, m in model.named_modules()},
-        "opt": copy.deepcopy(opt.state_dict()),
-        "calls": getattr(opt, "num_dash_calls", None),
-    }
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, Tensor) or isinstance(b, Tensor):
-        return (
-            isinstance(a, Tensor)
-            and isinstance(b, Tensor)
-            and a.dtype == b.dtype
-            and a.shape == b.shape
-            and bool(torch.equal(a, b) or (a.isnan().any() and torch.equal(a.nan_to_num(), b.nan_to_num())))
-        )
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return (
-            isinstance(b, (list, tuple))
-            and len(a) == len(b)
-            and all(_same(x, y) for x, y in zip(a, b, strict=True))
-        )
-    return a == b
-
-
-def assert_unchanged(before: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer) -> None:
-    after = snapshot(model, opt)
-    for key in before:
-        assert _same(before[key], after[key]), f"{key} changed"
 
 
 def wrapped_sgd(model: nn.Module, **kwargs: Any) -> DASHWrapper:

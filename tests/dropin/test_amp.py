@@ -250,6 +250,7 @@ def test_grads_finite() -> None:
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
+@pytest.mark.cuda
 @cuda
 def test_cuda_autocast_and_no_host_sync_in_gathering_loop() -> None:
     model = tiny_cnn().cuda()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -121,10 +123,42 @@ CONSTRUCTOR_CASES: list[Any] = [
     pytest.param(
         lambda m, o: SAM(m.parameters(), torch.optim.SGD, rho=-1.0, lr=0.1),
         ValueError,
-        "rho=-1.0 must be a number >= 0",
+        "rho=-1.0 must be a finite number >= 0",
         id="sam-rho",
     ),
     pytest.param(lambda m, o: SAM(m.parameters(), o), TypeError, "not an instance", id="sam-base-instance"),
+    pytest.param(
+        lambda m, o: SAM(m.parameters(), torch.optim.SGD, rho=float("inf"), lr=0.1),
+        ValueError,
+        "rho=inf must be a finite number",
+        id="sam-rho-inf",
+    ),
+    pytest.param(
+        lambda m, o: DASHWrapper(o, model=m, autocast_dtype=torch.int32),
+        ValueError,
+        r"autocast_dtype=torch.int32 is not a floating dtype.*torch.bfloat16",
+        id="autocast-dtype-int",
+    ),
+    pytest.param(
+        lambda m, o: DASHWrapper(o, model=m, loss_fn=nn.CrossEntropyLoss),
+        TypeError,
+        r"loss_fn is the class CrossEntropyLoss, not an instance of it; pass CrossEntropyLoss\(\)",
+        id="loss-class",
+    ),
+    pytest.param(
+        lambda m, o: DASHWrapper(DASHWrapper(o, model=m), model=m),
+        TypeError,
+        "already wrapped in a DASHWrapper; wrap the base optimizer once",
+        id="nested-wrapper",
+    ),
+    pytest.param(
+        lambda m, o: DASHWrapper(o, model=m, loss_fn=nn.CrossEntropyLoss(), lambd=0.3).add_param_group(
+            {"params": [nn.Parameter(torch.ones(2))], "granularity": "neuron"}
+        ),
+        ValueError,
+        'rename "granularity" to "dash_granularity"',
+        id="old-group-key",
+    ),
 ]
 
 
@@ -140,11 +174,11 @@ def test_constructor_rejects(make: Any, kind: type, match: str) -> None:
 def test_bad_group_key_rejected_at_wrap_time() -> None:
     model = tiny_mlp()
     base = torch.optim.SGD(
-        [{"params": model[0].parameters(), "lambd": 2.0}, {"params": model[2].parameters()}], lr=0.1
+        [{"params": model[0].parameters(), "dash_lambd": 2.0}, {"params": model[2].parameters()}], lr=0.1
     )
-    with pytest.raises(ValueError, match=r'param group 0: "lambd"=2.0 is outside \[0, 1\]'):
+    with pytest.raises(ValueError, match=r'param group 0: "dash_lambd"=2.0 is outside \[0, 1\]'):
         DASHWrapper(base, model=model, loss_fn=nn.CrossEntropyLoss())
-    base.param_groups[0]["lambd"] = 0.5
+    base.param_groups[0]["dash_lambd"] = 0.5
     base.param_groups[1]["dash"] = "no"
     with pytest.raises(TypeError, match=r'param group 1: "dash" must be True or False'):
         DASHWrapper(base, model=model, loss_fn=nn.CrossEntropyLoss())
@@ -216,10 +250,28 @@ ON_NEW_DATA_CASES: list[Any] = [
         id="batch-wrong-shape",
     ),
     pytest.param(
-        lambda o: o.add_param_group({"params": [nn.Parameter(torch.ones(2, 2))], "granularity": "row"}),
+        lambda o: o.add_param_group({"params": [nn.Parameter(torch.ones(2, 2))], "dash_granularity": "row"}),
         ValueError,
         "param group 1: unknown granularity 'row'",
         id="add-group-bad-granularity",
+    ),
+    pytest.param(
+        lambda o: o.add_param_group({"params": [nn.Parameter(torch.ones(2, 4))], "lr": 0.1}),
+        ValueError,
+        "param group new: parameter 0 \\(shape \\(2, 4\\)\\) is not a parameter of the model",
+        id="add-group-foreign-param",
+    ),
+    pytest.param(
+        lambda o: o.on_new_data(vector_batches(1), loss_fn=nn.CrossEntropyLoss),
+        TypeError,
+        "loss_fn is the class CrossEntropyLoss",
+        id="loss-class-per-call",
+    ),
+    pytest.param(
+        lambda o: _under_inference_mode(lambda: o.on_new_data(vector_batches(1))),
+        RuntimeError,
+        r"under torch.inference_mode\(\).*call on_new_data outside the inference_mode block",
+        id="inference-mode",
     ),
     pytest.param(
         lambda o: o.load_state_dict({**o.state_dict(), "dash": {"calls": 1}}),
@@ -239,6 +291,11 @@ ON_NEW_DATA_CASES: list[Any] = [
         id="state-dict-bad-lambd",
     ),
 ]
+
+
+def _under_inference_mode(fn: Any) -> Any:
+    with torch.inference_mode():
+        return fn()
 
 
 @pytest.mark.parametrize(("call", "kind", "match"), ON_NEW_DATA_CASES)
@@ -287,3 +344,106 @@ def test_fsdp1_is_refused_clearly() -> None:
     with pytest.raises(NotImplementedError, match="does not support FSDP1.*fully_shard"):
         DASHWrapper(base, model=Flat(model), loss_fn=nn.CrossEntropyLoss())
     assert_unchanged(before, model, base)
+
+
+# -- issue 10: unclear errors made clear ---------------------------------------------------------
+
+
+class _WithEmptyLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.main = nn.Linear(4, 3)
+        self.empty = nn.Linear(4, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x) + self.empty(x).sum()
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+def test_zero_size_layer_is_skipped_with_a_reason() -> None:
+    model = _WithEmptyLayer()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss())
+    report = opt.on_new_data(vector_batches(2))
+    assert report.skipped["empty.weight"] == report.skipped["empty.bias"] == "empty (no elements)"
+    assert {p.name for p in report.params} == {"main.weight", "main.bias"}
+
+
+def test_sparse_gradients_without_a_model_are_refused_clearly() -> None:
+    torch.manual_seed(0)
+    emb, head = nn.Embedding(10, 4, sparse=True), nn.Linear(4, 3)
+    model = nn.ModuleDict({"emb": emb, "head": head})
+    opt = DASHWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        batch_loss=lambda m, b: nn.functional.cross_entropy(head(emb(b[0]).mean(1)), b[1]),
+    )
+    data = [(torch.randint(0, 10, (6, 3)), torch.randint(0, 3, (6,)))]
+    before = snapshot(model, opt)
+    with pytest.raises(TypeError, match='param\\[0\\] got a torch.sparse_coo gradient.*"dash": False'):
+        opt.on_new_data(data)
+    assert_unchanged(before, model, opt)
+
+
+def test_complex_parameters_are_skipped_not_shrunk_by_their_real_part() -> None:
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(3, 4, dtype=torch.complex64))
+    real = nn.Parameter(torch.randn(3, 4))
+    opt = DASHWrapper(
+        torch.optim.SGD([w, real], lr=0.1),
+        batch_loss=lambda m, b: ((b @ w.T).abs().sum() + (b.real @ real.T).sum()),
+    )
+    before = w.detach().clone()
+    report = opt.on_new_data([torch.randn(5, 4, dtype=torch.complex64)])
+    assert report.skipped["param[0]"].startswith("complex dtype") and torch.equal(w, before)
+    assert [p.name for p in report.params] == ["param[1]"]
+
+
+class _ReadOnlyBatch(Mapping):  # type: ignore[type-arg]
+    def __init__(self, data: dict[str, Any], tag: str) -> None:
+        self._data, self.tag = data, tag
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _dict_loss(model: nn.Module, batch: Any) -> torch.Tensor:
+    return nn.functional.cross_entropy(model(batch["x"]), batch["y"])
+
+
+def test_defaultdict_batches_keep_their_type_and_factory() -> None:
+    model, opt = _wrapped()
+    seen: list[Any] = []
+
+    def loss(m: nn.Module, batch: Any) -> torch.Tensor:
+        seen.append(batch)
+        return _dict_loss(m, batch)
+
+    x, y = vector_batches(1)[0]
+    batch = defaultdict(lambda: "missing", {"x": x, "y": y})
+    assert opt.on_new_data([batch], batch_loss=loss).call == 1
+    assert type(seen[0]) is defaultdict and seen[0]["other"] == "missing"
+
+
+def test_read_only_mapping_batches_get_a_clear_error() -> None:
+    model, opt = _wrapped()
+    before = snapshot(model, opt)
+    x, y = vector_batches(1)[0]
+    with pytest.raises(TypeError, match="batch of type _ReadOnlyBatch.*read-only Mapping.*batch_loss=fn"):
+        opt.on_new_data([_ReadOnlyBatch({"x": x, "y": y}, "t")], batch_loss=_dict_loss)
+    assert_unchanged(before, model, opt)
+
+
+def test_lazy_modules_are_refused_and_stay_lazy() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 3))
+    base = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="lazy parameter that is not yet initialised.*run one forward pass"):
+        DASHWrapper(base, model=model, loss_fn=nn.CrossEntropyLoss())
+    assert isinstance(model[0], nn.LazyLinear)
+    assert isinstance(model[0].weight, nn.parameter.UninitializedParameter)

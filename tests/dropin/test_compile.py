@@ -59,7 +59,46 @@ def test_on_new_data_with_compiled_model_shrinks_the_original_parameters() -> No
     x = data[0][0]
     torch.testing.assert_close(compiled(x), model(x))
     train(opt, compiled, data)
-    assert compiled.training  # modes restored
+
+
+def test_modes_of_a_compiled_model_come_back_after_on_new_data() -> None:
+    model = _mlp()
+    compiled = torch.compile(model, backend="aot_eager")
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=compiled, loss_fn=nn.CrossEntropyLoss())
+    compiled.train()
+    model[0].eval()  # mixed modes, set on the original module behind the compiled one
+    modes = {n: m.training for n, m in compiled.named_modules()}
+    seen = []
+    model[2].register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    opt.on_new_data(vector_batches(2))
+    assert seen == [False, False]  # the pass ran in eval mode...
+    assert {n: m.training for n, m in compiled.named_modules()} == modes  # ...and the modes came back
+
+
+def _compiled_children(seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """A model whose children are compiled one by one (torch.compile on a submodule), inside a compiled whole."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8)),
+        nn.ReLU(),
+        nn.Linear(8, 3),
+    )
+    model[0] = torch.compile(model[0], backend="eager")
+    model[2] = torch.compile(model[2], backend="eager")
+    return model, torch.compile(model, backend="eager")
+
+
+@pytest.mark.parametrize("outer", [False, True], ids=["compiled-children", "compiled-children-in-compiled-model"])
+def test_compiled_submodules_are_reported_under_their_plain_names(outer: bool) -> None:
+    model, whole = _compiled_children()
+    assert "0._orig_mod.0.weight" in dict(model.named_parameters())  # what torch calls them
+    wrapped = whole if outer else model
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=wrapped, loss_fn=nn.CrossEntropyLoss())
+    report = opt.on_new_data(vector_batches(2))
+    assert [p.name for p in report.params] == ["0.0.weight", "0.0.bias", "2.weight", "2.bias"]
+    assert set(report.skipped) == {"0.1.weight", "0.1.bias"}  # the LayerNorm, named without _orig_mod
+    assert set(report.factors) == {"0.0.weight", "0.0.bias", "2.weight", "2.bias"}
+    assert not any("_orig_mod" in name for name in [*report.factors, *report.skipped, str(report)])
 
 
 def test_compiled_optimizer_step_default_backend() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +21,24 @@ from ._common import assert_unchanged, image_batches, snapshot, tiny_cnn, train
 
 class Boom(RuntimeError):
     pass
+
+
+@pytest.fixture(autouse=True)
+def _python_sigint_handler() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as in an interactive run: a suite started in the
+    background (``cmd &`` in a script) inherits SIGINT ignored, and Python then installs no
+    handler of its own."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c() -> None:
+    """A real SIGINT, sent to this (the main) thread: with other threads alive (gloo, compile
+    workers), a process-wide kill may land on another thread and reach Python late."""
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
 
 
 def _setup(mode: str = "train", state: str = "scale") -> tuple[nn.Module, DASHWrapper, list[Any]]:
@@ -179,7 +198,7 @@ def test_sigint_during_shrink_completes_it_then_raises(monkeypatch: pytest.Monke
     real = F.shrink_
 
     def interrupted(tensors: Any, factors: Any) -> None:
-        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-shrink; must be held back
+        _ctrl_c()  # arrives mid-shrink; must be held back
         real(tensors[:1], factors[:1])
         real(tensors[1:], factors[1:])
 
@@ -204,3 +223,155 @@ def test_success_after_failure_matches_clean_run() -> None:
     for p, q in zip(model.parameters(), clean_model.parameters(), strict=True):
         assert torch.equal(p, q)
     assert opt.num_dash_calls == 1
+
+
+# -- issue 10: Ctrl-C during the restore, a truthful note, SIG_IGN ---------------------------------
+
+
+class _InterruptOnRestore(nn.Sequential):
+    """Sends itself a real SIGINT the first time its mode is set back after the loss armed it."""
+
+    armed = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "training" and type(self).armed:
+            type(self).armed = False
+            _ctrl_c()
+        super().__setattr__(name, value)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to self needs POSIX")
+@pytest.mark.parametrize("fails", [False, True], ids=["after-success", "after-error"])
+def test_sigint_during_the_restore_is_held_until_everything_is_restored(fails: bool) -> None:
+    torch.manual_seed(0)
+    model = _InterruptOnRestore(*tiny_cnn())
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), model=model, state="reset")
+    data = image_batches(3)
+    train(opt, model, data[:2])
+    model.train()
+    model[1].eval()
+    model[5].weight.grad = None
+    before = snapshot(model, opt)
+
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if fails:
+            raise Boom("loss")
+        _InterruptOnRestore.armed = True  # the next mode change is the restore
+        return nn.functional.cross_entropy(out, y)
+
+    def arm_then_fail(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _InterruptOnRestore.armed = True
+        raise Boom("loss")
+
+    with pytest.raises((KeyboardInterrupt, Boom)) as info:
+        opt.on_new_data(data, loss_fn=arm_then_fail if fails else loss)
+    assert not _InterruptOnRestore.armed  # the signal was sent during the restore
+    # Held back until grads, modes and buffers were all restored, then raised; nothing shrunk.
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert_unchanged(before, model, opt)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to self needs POSIX")
+def test_sigint_during_shrink_note_says_the_shrink_completed(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, opt, data = _setup("eval")
+    real = F.shrink_
+
+    def interrupted(tensors: Any, factors: Any) -> None:
+        _ctrl_c()
+        real(tensors, factors)
+
+    monkeypatch.setattr(F, "shrink_", interrupted)
+    with pytest.raises(KeyboardInterrupt) as info:
+        opt.on_new_data(data)
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    assert "after its shrink had completed" in notes and "num_dash_calls=1" in notes
+    assert "left as they were" not in notes
+    assert opt.num_dash_calls == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to self needs POSIX")
+def test_sigint_ignored_by_the_process_is_ignored_during_the_shrink(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, opt, data = _setup("eval")
+    real = F.shrink_
+
+    def interrupted(tensors: Any, factors: Any) -> None:
+        _ctrl_c()
+        real(tensors, factors)
+
+    monkeypatch.setattr(F, "shrink_", interrupted)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        report = opt.on_new_data(data)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert report.call == opt.num_dash_calls == 1
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+# -- issue 10: buffers a forward rebinds, weights a forward writes -----------------------------------
+
+
+class _Counting(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.register_buffer("count", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.count = self.count + 1  # rebinds the buffer to a new tensor
+        return self.lin(x)
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["success", "failure"])
+def test_buffers_that_forward_rebinds_are_restored(fails: bool) -> None:
+    torch.manual_seed(0)
+    model = _Counting()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss())
+    data = [(torch.randn(4, 4), torch.randint(0, 3, (4,))) for _ in range(3)]
+    original = model.count
+    loader = _failing_loader(data, 2, Boom("x")) if fails else data
+    if fails:
+        with pytest.raises(Boom):
+            opt.on_new_data(loader)
+    else:
+        opt.on_new_data(loader)
+    assert model.count is original and float(model.count) == 0.0
+    assert dict(model.named_buffers()).keys() == {"count"}
+
+
+def _embedding_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4, max_norm=1.0), nn.Flatten(), nn.Linear(8, 3))
+    with torch.no_grad():
+        model[0].weight.mul_(5.0)  # every row above max_norm: any lookup renormalises it
+    return model
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to self needs POSIX")
+def test_ctrl_c_leaves_max_norm_embeddings_as_they_were() -> None:
+    model = _embedding_model()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model)
+    data = [(torch.randint(0, 10, (6, 2)), torch.randint(0, 3, (6,))) for _ in range(4)]
+    before = snapshot(model, opt)
+    calls = {"n": 0}
+
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            _ctrl_c()  # a real Ctrl-C at batch 2
+        return nn.functional.cross_entropy(out, y)
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        opt.on_new_data(data, loss_fn=loss)
+    assert "left as they were" in " ".join(info.value.__notes__)
+    assert_unchanged(before, model, opt)
+
+
+def test_max_norm_embeddings_are_not_renormalised_by_a_successful_call() -> None:
+    model = _embedding_model()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss())
+    data = [(torch.randint(0, 10, (6, 2)), torch.randint(0, 3, (6,))) for _ in range(3)]
+    weight = model[0].weight.detach().clone()
+    report = opt.on_new_data(data)
+    assert torch.equal(model[0].weight, weight)
+    assert report.skipped["0.weight"] == "not a Conv/Linear parameter"

@@ -3,37 +3,30 @@ parameters, param groups added after wrapping, several groups with their own lr 
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
+from _reference import dash_reference
 from torch import nn
 
-import torch_dash_optim.functional as F
-from torch_dash_optim import DASHWrapper, gather_direction
+from torch_dash_optim import DASHWrapper
 
 from ._common import image_batches, tiny_cnn, tiny_mlp, train, vector_batches
 
 CE = nn.CrossEntropyLoss()
 
 
-def _expected(model: nn.Module, data: list[Any], lambd: float = 0.3) -> dict[str, torch.Tensor]:
-    """Independent reference: gather G on a copy, shrink every Conv/Linear weight and bias once."""
-    m = copy.deepcopy(model)
-    units: dict[str, tuple[nn.Parameter, tuple[int, ...]]] = {}
-    for mod_name, mod in m.named_modules():
-        if isinstance(mod, (nn.Linear, nn.Conv2d)):
-            for kind in ("weight", "bias"):
-                p = getattr(mod, kind)
-                if p is not None and p.requires_grad and all(p is not q for q, _ in units.values()):
-                    dims = F.unit_dims(p.ndim, "kernel" if kind == "weight" else "tensor")
-                    units[f"{mod_name}.{kind}"] = (p, dims)
-    params = [p for p, _ in units.values()]
-    res = gather_direction(params, data, lambda b: CE(m(b[0]), b[1]), alpha=0.3, model=m)
-    out = {}
-    for (name, (p, dims)), d in zip(units.items(), res.directions, strict=True):
-        out[name] = p.detach() if d is None else p.detach() * F.dash_factors(p, d, dims, lambd)
-    return out
+def _expected(model: nn.Module, data: list[Any], **kwargs: Any) -> dict[str, torch.Tensor]:
+    """Every parameter after one shrink, from the float64 reference that shares no code with the package."""
+    return dash_reference(model, data, CE, **kwargs)
+
+
+def _assert_matches(model: nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    """All of the model's parameters (shrunk or not) against the reference, by name."""
+    params = dict(model.named_parameters())
+    assert params.keys() == expected.keys()
+    for name, p in params.items():
+        torch.testing.assert_close(p.detach().double(), expected[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_frozen_and_unreached_parameters_are_skipped_and_counted() -> None:
@@ -58,7 +51,7 @@ def test_frozen_and_unreached_parameters_are_skipped_and_counted() -> None:
     )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     data = vector_batches(2)
-    expected = _expected(model, data)
+    expected = _expected(model, data, include=lambda name: not name.startswith("frozen"))
     report = opt.on_new_data(data)
     assert report.skipped["a.weight"] == "frozen (requires_grad=False)"
     assert report.skipped["unused.weight"] == report.skipped["unused.bias"] == "no gradient reached it"
@@ -67,8 +60,7 @@ def test_frozen_and_unreached_parameters_are_skipped_and_counted() -> None:
     assert [p.name for p in report.params] == ["a.bias", "b.weight", "b.bias"]
     for n in ("a.weight", "unused.weight", "unused.bias", "frozen_outside.weight"):
         assert torch.equal(dict(model.named_parameters())[n], before[n])
-    for n in ("a.bias", "b.weight", "b.bias"):
-        torch.testing.assert_close(dict(model.named_parameters())[n], expected[n])
+    _assert_matches(model, expected)
     assert model.a.weight.grad is None and model.unused.weight.grad is None
 
 
@@ -94,7 +86,7 @@ def test_tied_weights_are_shrunk_once() -> None:
     names = [p.name for p in report.params]
     assert names.count("enc.weight") == 1 and "dec.weight" not in names
     assert model.dec.weight is model.enc.weight
-    torch.testing.assert_close(model.enc.weight, expected["enc.weight"])  # once, not twice
+    _assert_matches(model, expected)  # enc.weight shrunk once, not twice
 
 
 def test_channels_last_and_non_contiguous_parameters() -> None:
@@ -112,8 +104,7 @@ def test_channels_last_and_non_contiguous_parameters() -> None:
     opt.on_new_data([(x.to(memory_format=torch.channels_last), y) for x, y in data])
     for n, p in model.named_parameters():
         assert p.stride() == strides[n] and id(p) == ids[n], f"{n} lost its layout or identity"
-        if n in expected:
-            torch.testing.assert_close(p, expected[n], rtol=1e-5, atol=1e-6)
+    _assert_matches(model, expected)
 
 
 def test_add_param_group_after_wrapping() -> None:
@@ -122,9 +113,11 @@ def test_add_param_group_after_wrapping() -> None:
     data = vector_batches(2)
     first = opt.on_new_data(data)
     assert first.skipped["2.weight"] == "not in the optimizer"
-    opt.add_param_group({"params": model[2].parameters(), "lr": 0.01, "lambd": 0.9})
+    opt.add_param_group({"params": model[2].parameters(), "lr": 0.01, "dash_lambd": 0.9})
     assert len(opt.optimizer.param_groups) == 2
+    expected = _expected(model, data, lambd={"0.weight": 0.3, "0.bias": 0.3, "2.weight": 0.9, "2.bias": 0.9})
     second = opt.on_new_data(data)
+    _assert_matches(model, expected)
     by_name = {p.name: p for p in second.params}
     assert set(by_name) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     assert by_name["2.weight"].lambd == 0.9 and by_name["2.weight"].min >= 0.9 - 1e-6
@@ -134,9 +127,9 @@ def test_add_param_group_after_wrapping() -> None:
 def test_several_param_groups_keep_their_lr_and_settings() -> None:
     model = tiny_cnn()
     groups = [
-        {"params": model[0].parameters(), "lr": 0.1, "granularity": "neuron"},
+        {"params": model[0].parameters(), "lr": 0.1, "dash_granularity": "neuron"},
         {"params": model[1].parameters(), "lr": 0.05},  # BatchNorm: not Conv/Linear
-        {"params": [model[5].weight], "lr": 0.01, "lambd": 0.8},
+        {"params": [model[5].weight], "lr": 0.01, "dash_lambd": 0.8},
         {"params": [model[5].bias], "lr": 0.02, "dash": False},
     ]
     opt = DASHWrapper(torch.optim.SGD(groups, lr=1.0, momentum=0.9), model=model, loss_fn=CE, lambd=0.2)
@@ -144,7 +137,15 @@ def test_several_param_groups_keep_their_lr_and_settings() -> None:
     data = image_batches(2)
     train(opt, model, data[:1])
     bias = model[5].bias.detach().clone()
+    expected = _expected(
+        model,
+        data,
+        lambd={"0.weight": 0.2, "0.bias": 0.2, "5.weight": 0.8},
+        granularity={"0.weight": "neuron"},
+        include=lambda name: name != "5.bias",
+    )
     report = opt.on_new_data(data)
+    _assert_matches(model, expected)
     sched.step()
     assert [g["lr"] for g in opt.optimizer.param_groups] == [0.05, 0.025, 0.005, 0.01]
     by_name = {p.name: p for p in report.params}

@@ -30,7 +30,7 @@ def _factory() -> nn.Module:
 
 
 def _strip(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in records]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_every_method_optimizer_seed_and_experiment_is_recorded(full_run: tuple[
     keys = {(r["method"], r["optimizer"], r["seed"], r["experiment"]) for r in records}
     assert len(keys) == len(records)
     for r in records:
-        assert set(r) == set(RECORD_FIELDS)
+        assert set(r) == set(RECORD_FIELDS) | {"dash_factors"}
         assert r["num_train"] == 30 * r["experiment"]
         assert 1 <= r["epochs"] <= CONFIG.max_epochs
         assert r["steps"] == r["epochs"] * -(-r["num_train"] // CONFIG.batch_size)
@@ -65,8 +65,16 @@ def test_every_method_optimizer_seed_and_experiment_is_recorded(full_run: tuple[
         assert (r["epochs"] == CONFIG.max_epochs) or r["train_acc"] >= CONFIG.threshold
         has_factor = r["method"] == "dash" and r["experiment"] > 1
         assert (r["dash_mean_factor"] is not None) == has_factor
+        assert (r["dash_factors"] is not None) == has_factor
         if has_factor:
             assert CONFIG.dash_lambd <= r["dash_mean_factor"] <= 1.0
+            assert set(r["dash_factors"]) == {"linear", "bias"}
+            units = {"linear": 16 + 2, "bias": 2}  # rows of the two Linear weights; one unit per bias
+            for kind, stats in r["dash_factors"].items():
+                assert stats["units"] == units[kind] == sum(stats["hist"])
+                assert CONFIG.dash_lambd - 1e-6 <= stats["q10"] <= stats["q50"] <= stats["q90"] <= 1.0
+            total = sum(s["units"] * s["at_floor"] for s in r["dash_factors"].values()) / 20
+            assert total == pytest.approx(r["dash_at_floor"], abs=1e-5)  # stats are rounded to 6 digits
 
 
 def test_methods_share_the_first_experiment_and_differ_after(full_run: tuple[Path, list[dict]]) -> None:
@@ -81,11 +89,7 @@ def test_methods_share_the_first_experiment_and_differ_after(full_run: tuple[Pat
 
     # Same initial model, chunks and batch order: experiment 1 is identical except for l2_init's penalty.
     first = _strip([get(m, 1) for m in METHODS if m != "l2_init"])
-    assert all(
-        {k: v for k, v in r.items() if k not in ("method", "dash_mean_factor")}
-        == {k: v for k, v in first[0].items() if k not in ("method", "dash_mean_factor")}
-        for r in first
-    )
+    assert all(r == {**first[0], "method": r["method"]} for r in first)
     later = {(get(m, 3)["test_loss"], get(m, 3)["train_loss"]) for m in METHODS}
     assert len(later) == len(METHODS)  # each method acted differently when data arrived
     assert get("warm", 1, seed=1)["test_loss"] != get("warm", 1, seed=0)["test_loss"]
@@ -103,6 +107,9 @@ def test_csv_and_json_schema(full_run: tuple[Path, list[dict]]) -> None:
     assert set(data) == {"protocol", "setup", "records"}
     assert data["protocol"] == CONFIG.to_dict()
     assert _strip(data["records"]) == _strip(records)
+    with open(out / "dash-factors.csv", newline="") as f:
+        factors = list(csv.DictReader(f))
+    assert len(factors) == 2 * 2 * 2 * 2  # optimizers x seeds x experiments 2-3 x kinds
     types = {
         "method": str,
         "optimizer": str,
@@ -115,6 +122,7 @@ def test_csv_and_json_schema(full_run: tuple[Path, list[dict]]) -> None:
         "test_acc": float,
         "diverged": bool,
         "seconds": float,
+        "cpu_seconds": float,
     }
     for r in data["records"]:
         for key, kind in types.items():
@@ -152,7 +160,7 @@ def test_a_crash_mid_run_loses_no_finished_experiment(
     assert json.loads((tmp_path / "runs" / "warm_sam_seed0.json").read_text())["complete"]
 
     monkeypatch.setattr(protocol_module, "evaluate", real_evaluate)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="pass resume=True"):
         run_protocol(train, test, _factory, out=tmp_path, **kwargs)
     resumed = run_protocol(train, test, _factory, out=tmp_path, resume=True, **kwargs)
     assert _strip(resumed) == _strip(reference)

@@ -6,10 +6,12 @@ train/test datasets and model factory.
 
 >>> from torch_dash_optim.experiments import METHODS, ProtocolConfig, run_protocol
 >>> METHODS
-('cold', 'warm', 'warm_rm', 'sp', 'l2_init', 'reset', 'dash')
+('cold', 'warm', 'warm_rm', 'sp', 'l2_init', 'reset', 'fire', 'dash')
+>>> DEFAULT_METHODS
+('cold', 'warm', 'sp', 'fire', 'dash')
 """
 
-from .config import METHODS, OPTIMIZERS, ProtocolConfig
+from .config import DEFAULT_METHODS, METHODS, OPTIMIZERS, ProtocolConfig
 from .protocol import run_protocol
 
-__all__ = ["METHODS", "OPTIMIZERS", "ProtocolConfig", "run_protocol"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "OPTIMIZERS", "ProtocolConfig", "run_protocol"]

@@ -6,10 +6,12 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["METHODS", "OPTIMIZERS", "ProtocolConfig"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "OPTIMIZERS", "ProtocolConfig"]
 
 #: The warm-starting methods compared (see :func:`~torch_dash_optim.experiments.run_protocol`).
-METHODS: tuple[str, ...] = ("cold", "warm", "warm_rm", "sp", "l2_init", "reset", "dash")
+METHODS: tuple[str, ...] = ("cold", "warm", "warm_rm", "sp", "l2_init", "reset", "fire", "dash")
+#: The methods of the default run (``dash-warmstart`` without ``--methods``).
+DEFAULT_METHODS: tuple[str, ...] = ("cold", "warm", "sp", "fire", "dash")
 #: The optimizers, SGD with momentum and SAM around it.
 OPTIMIZERS: tuple[str, ...] = ("sgd", "sam")
 
@@ -95,7 +97,7 @@ class ProtocolConfig:
             if not is_int(value) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1")
         if not is_num(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr={self.lr!r} must be a number > 0 (the authors use 0.001)")
+            raise ValueError(f"lr={self.lr!r} must be a number > 0, such as 0.01")
         for name in ("momentum", "weight_decay", "rho", "sp_sigma", "l2_init"):
             value = getattr(self, name)
             if not is_num(value) or value < 0:
@@ -105,10 +107,10 @@ class ProtocolConfig:
         for name in ("dash_lambd", "sp_shrink"):
             value = getattr(self, name)
             if not is_num(value) or not 0 <= value <= 1:
-                raise ValueError(f"{name}={value!r} must be a number in [0, 1] (the paper uses 0.3)")
+                raise ValueError(f"{name}={value!r} must be a number in [0, 1], such as 0.3")
         if not is_num(self.dash_alpha) or not 0 < self.dash_alpha <= 1:
             raise ValueError(
-                f"dash_alpha={self.dash_alpha!r} must be a number in (0, 1] (the paper uses 0.3)"
+                f"dash_alpha={self.dash_alpha!r} must be a number in (0, 1], such as 0.3"
             )
 
     def to_dict(self) -> dict[str, Any]:

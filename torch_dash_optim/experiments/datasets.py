@@ -59,6 +59,11 @@ def mnist1d(num_train: int = 4000, num_test: int = 1000, seed: int = 42) -> Data
     seed:
         The generator's seed (42 is the standard data set).
 
+    Returns
+    -------
+    DataSplit
+        The standardised training and test sets (40-dim inputs, 10 classes).
+
     Examples
     --------
     >>> data = mnist1d(num_train=80, num_test=20)
@@ -188,6 +193,11 @@ def load_dataset(
         SVHN's 73257).
     seed:
         Seed of that subset.
+
+    Returns
+    -------
+    DataSplit
+        The training and test sets, with the input shape and number of classes.
 
     Examples
     --------

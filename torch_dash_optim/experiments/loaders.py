@@ -21,6 +21,25 @@ __all__ = ["TensorLoader", "make_loader", "split_chunks", "tensors_of"]
 def split_chunks(dataset: Dataset, num_chunks: int, generator: torch.Generator) -> list[Subset]:
     """Split ``dataset`` at random into ``num_chunks`` equal chunks (the remainder is dropped).
 
+    Parameters
+    ----------
+    dataset:
+        The training set to split.
+    num_chunks:
+        How many chunks to make.
+    generator:
+        The random generator of the split (seed it for a reproducible split).
+
+    Returns
+    -------
+    list of torch.utils.data.Subset
+        The chunks, each of ``len(dataset) // num_chunks`` examples.
+
+    Raises
+    ------
+    ValueError
+        If the data set has fewer examples than ``num_chunks``.
+
     Examples
     --------
     >>> data = torch.utils.data.TensorDataset(torch.arange(10.0))
@@ -56,6 +75,17 @@ def _indices(dataset: Dataset) -> tuple[TensorDataset, list[int]] | None:
 
 def tensors_of(dataset: Dataset) -> tuple[Tensor, ...] | None:
     """Return the tensors of a tensor-backed dataset, in its order, or ``None`` if it is not one.
+
+    Parameters
+    ----------
+    dataset:
+        A :class:`~torch.utils.data.TensorDataset`, or subsets and concatenations of one
+        single ``TensorDataset``, nested to any depth.
+
+    Returns
+    -------
+    tuple of Tensor or None
+        The tensors, indexed in the dataset's order, or ``None`` for any other dataset.
 
     Examples
     --------

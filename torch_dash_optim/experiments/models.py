@@ -1,20 +1,24 @@
-"""The models of the protocol: an MLP, ResNet-18 (CIFAR variant) and VGG-16 with BatchNorm.
+"""The models of the protocol: a small 1-D CNN, an MLP, ResNet-18 (CIFAR variant), VGG-16-BN.
 
-They follow the DASH authors' architectures: the MLP is ``Linear`` layers with optional
-BatchNorm and ReLU between them; ResNet-18 has the 3x3 stride-1 stem (CIFAR variant, with the
-max-pool the authors keep) and a ``fc`` head; VGG-16-BN has the ``(7, 7)`` average pool and the
-4096-4096 classifier with dropout.
+:class:`CNN1d` is the embedded default on MNIST-1D: its conv kernels give DASH units of 3-5
+weights (one per ``(out, in)`` kernel slice), where the direction of a unit's gradient carries
+information, as in the paper's 3x3 kernels. The other models follow the DASH authors'
+architectures: the MLP is ``Linear`` layers with optional BatchNorm and ReLU between them;
+ResNet-18 has the 3x3 stride-1 stem (CIFAR variant, with the max-pool the authors keep) and a
+``fc`` head; VGG-16-BN has the ``(7, 7)`` average pool and the 4096-4096 classifier with
+dropout.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MODELS", "MLP", "build_model", "resnet18", "vgg16_bn"]
+__all__ = ["CNN1d", "MODELS", "MLP", "build_model", "resnet18", "vgg16_bn"]
 
 
 class MLP(nn.Module):
@@ -57,7 +61,92 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Return the logits of a batch.
+
+        Parameters
+        ----------
+        x:
+            A batch of inputs, of shape ``(N, ...)`` with ``in_features`` values after the
+            batch dimension.
+
+        Returns
+        -------
+        Tensor
+            The logits, of shape ``(N, num_classes)``.
+        """
         return self.net(x)
+
+
+class CNN1d(nn.Module):
+    """A small 1-D CNN for signals: Conv1d + ReLU layers, then a Linear head.
+
+    Each conv layer has ``width`` channels, "same" padding and stride ``stride``; the feature
+    map of the last one is flattened into the ``Linear`` head.
+
+    Parameters
+    ----------
+    length:
+        Length of an input signal (a 1-D input of shape ``(length,)`` or ``(1, length)``).
+    num_classes:
+        Number of outputs.
+    width:
+        Channels of every conv layer.
+    kernels:
+        Kernel size of each conv layer (one layer per entry).
+    stride:
+        Stride of every conv layer.
+    in_channels:
+        Channels of the input.
+
+    Examples
+    --------
+    >>> model = CNN1d(40, 10, width=8)
+    >>> model(torch.randn(2, 40)).shape
+    torch.Size([2, 10])
+    >>> [tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Conv1d)]
+    [(8, 1, 5), (8, 8, 3), (8, 8, 3)]
+    """
+
+    def __init__(
+        self,
+        length: int,
+        num_classes: int,
+        width: int = 32,
+        kernels: Sequence[int] = (5, 3, 3),
+        stride: int = 2,
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        if not kernels or any(int(k) < 1 for k in kernels):
+            raise ValueError(f"kernels={tuple(kernels)!r} must be one or more sizes >= 1")
+        if width < 1 or stride < 1:
+            raise ValueError(f"width={width} and stride={stride} must be >= 1")
+        self.in_channels = in_channels
+        layers: list[nn.Module] = []
+        cin, size = in_channels, length
+        for k in kernels:
+            layers += [nn.Conv1d(cin, width, int(k), stride, int(k) // 2), nn.ReLU()]
+            cin, size = width, (size + 2 * (int(k) // 2) - int(k)) // stride + 1
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width * size, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the logits of a batch.
+
+        Parameters
+        ----------
+        x:
+            A batch of signals, of shape ``(N, length)`` (one channel) or
+            ``(N, in_channels, length)``.
+
+        Returns
+        -------
+        Tensor
+            The logits, of shape ``(N, num_classes)``.
+        """
+        if x.ndim == 2:
+            x = x.unsqueeze(1)
+        return self.head(torch.flatten(self.features(x), 1))
 
 
 class _BasicBlock(nn.Module):
@@ -182,6 +271,18 @@ class VGG16BN(nn.Module):
 def resnet18(input_shape: Sequence[int], num_classes: int) -> nn.Module:
     """Build :class:`ResNet18` for inputs of shape ``(C, H, W)``.
 
+    Parameters
+    ----------
+    input_shape:
+        The shape of one input, ``(C, H, W)``.
+    num_classes:
+        Number of outputs.
+
+    Returns
+    -------
+    torch.nn.Module
+        A new, randomly initialised :class:`ResNet18`.
+
     Examples
     --------
     >>> resnet18((3, 32, 32), 10).fc.out_features
@@ -196,6 +297,20 @@ def vgg16_bn(input_shape: Sequence[int], num_classes: int, width_divisor: int = 
     ``width_divisor`` divides every width (1: the real VGG-16, 134M parameters; larger values
     give a small model of the same layout, for tests).
 
+    Parameters
+    ----------
+    input_shape:
+        The shape of one input, ``(C, H, W)``.
+    num_classes:
+        Number of outputs.
+    width_divisor:
+        Divides every width (1: the real VGG-16).
+
+    Returns
+    -------
+    torch.nn.Module
+        A new, randomly initialised :class:`VGG16BN`.
+
     Examples
     --------
     >>> vgg16_bn((3, 32, 32), 100, width_divisor=16).classifier[-1].out_features
@@ -205,7 +320,7 @@ def vgg16_bn(input_shape: Sequence[int], num_classes: int, width_divisor: int = 
 
 
 #: Model names accepted by :func:`build_model`.
-MODELS: tuple[str, ...] = ("mlp", "resnet18", "vgg16")
+MODELS: tuple[str, ...] = ("cnn1d", "mlp", "resnet18", "vgg16")
 
 
 def build_model(
@@ -216,8 +331,12 @@ def build_model(
     width: int = 512,
     depth: int = 3,
     batch_norm: bool = False,
+    kernels: Sequence[int] = (5, 3, 3),
 ) -> Callable[[], nn.Module]:
     """Return a factory of fresh models of the named architecture.
+
+    The factory is a :func:`functools.partial`, so it can be sent to worker processes
+    (``--jobs``).
 
     Parameters
     ----------
@@ -228,7 +347,9 @@ def build_model(
     num_classes:
         Number of classes.
     width, depth, batch_norm:
-        The MLP's settings (see :class:`MLP`); ignored by the other models.
+        The MLP's settings (see :class:`MLP`); ``width`` is also the channels of ``cnn1d``.
+    kernels:
+        The conv kernel sizes of ``cnn1d`` (see :class:`CNN1d`).
 
     Examples
     --------
@@ -238,7 +359,14 @@ def build_model(
     """
     if name == "mlp":
         in_features = math.prod(int(s) for s in input_shape)
-        return lambda: MLP(in_features, num_classes, width=width, depth=depth, batch_norm=batch_norm)
+        return functools.partial(MLP, in_features, num_classes, width=width, depth=depth, batch_norm=batch_norm)
+    if name == "cnn1d":
+        if len(input_shape) not in (1, 2) or (len(input_shape) == 2 and input_shape[0] != 1):
+            raise ValueError(
+                f"model 'cnn1d' needs 1-D signals of shape (length,) or (1, length); got {tuple(input_shape)}; "
+                "use --model resnet18 or vgg16 for images"
+            )
+        return functools.partial(CNN1d, int(input_shape[-1]), num_classes, width=width, kernels=tuple(kernels))
     if name in ("resnet18", "vgg16"):
         if len(input_shape) != 3:
             raise ValueError(
@@ -246,5 +374,5 @@ def build_model(
                 "use --model mlp for vectors"
             )
         build = resnet18 if name == "resnet18" else vgg16_bn
-        return lambda: build(input_shape, num_classes)
+        return functools.partial(build, tuple(input_shape), num_classes)
     raise ValueError(f"unknown model {name!r}; use one of {', '.join(map(repr, MODELS))}")

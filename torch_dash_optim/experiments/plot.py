@@ -1,23 +1,131 @@
-"""The PNG plot: test accuracy and steps against the experiment number, per method."""
+"""The PNG plots: test accuracy, steps and DASH's factor distribution, for people.
+
+:func:`plot_results` stacks three panels that stay legible at 400 px width: test accuracy and
+training steps against the experiment (mean ± std band over seeds, DASH drawn thick and on
+top, one colour and marker per method, SAM dashed), and the distribution of DASH's factors per
+layer kind. :func:`plot_factor_distributions` compares the factor distributions of several
+results (for example the default CNN and ``--model mlp``).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .config import METHODS, OPTIMIZERS
+from .methods import LAYER_KINDS
 from .summary import LABELS
 
-__all__ = ["plot_results"]
+__all__ = ["COLORS", "plot_factor_distributions", "plot_results"]
+
+#: One colour per method (colour-blind-safe Okabe-Ito hues; DASH gets the strongest).
+COLORS: dict[str, str] = {
+    "cold": "#0072B2",
+    "warm": "#999999",
+    "warm_rm": "#56B4E9",
+    "sp": "#E69F00",
+    "l2_init": "#009E73",
+    "reset": "#CC79A7",
+    "fire": "#8C564B",
+    "dash": "#D55E00",
+}
+_MARKERS = {"cold": "o", "warm": "v", "warm_rm": "^", "sp": "s", "l2_init": "D", "reset": "P", "fire": "X", "dash": "*"}
+_KIND_LABELS = {"conv": "conv kernels", "linear": "Linear weights", "bias": "biases"}
+_KIND_COLORS = {"conv": "#D55E00", "linear": "#0072B2", "bias": "#999999"}
 
 
-def plot_results(records: Iterable[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Plot mean ± std over seeds of test accuracy and steps per experiment; save a PNG.
+def _pyplot() -> Any:
+    try:
+        import matplotlib
 
-    Needs matplotlib (``pip install torch-dash-optim[experiments]``). One line per method and
-    optimizer (SGD solid, SAM dashed).
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError('the plot needs matplotlib: pip install -e ".[experiments]"') from err
+    return plt
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    return mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+
+
+def _histogram(records: Iterable[dict[str, Any]], optimizer: str | None = None) -> dict[str, tuple[list[float], float]]:
+    """Per kind: the share of units in each of the 20 factor bins, and the share at the floor."""
+    counts: dict[str, list[int]] = {}
+    floor: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if optimizer is not None and r["optimizer"] != optimizer:
+            continue
+        for kind, stats in (r.get("dash_factors") or {}).items():
+            hist = counts.setdefault(kind, [0] * len(stats["hist"]))
+            for i, c in enumerate(stats["hist"]):
+                hist[i] += c
+            floor[kind].append(stats["at_floor"])
+    out = {}
+    for kind in LAYER_KINDS:
+        if kind in counts:
+            total = sum(counts[kind]) or 1
+            out[kind] = ([c / total for c in counts[kind]], sum(floor[kind]) / len(floor[kind]))
+    return out
+
+
+def _draw_histogram(ax: Any, hist: dict[str, tuple[list[float], float]], lambd: float | None) -> None:
+    """Cumulative share of units against the factor: a jump at the floor, then the spread above it."""
+    for kind, (shares, at_floor) in hist.items():
+        bins = len(shares)
+        xs, ys, total = [0.0], [0.0], 0.0
+        for i, share in enumerate(shares):
+            total += share
+            xs.append((i + 1) / bins)
+            ys.append(100 * total)
+        ax.step(
+            xs,
+            ys,
+            where="pre",
+            color=_KIND_COLORS[kind],
+            lw=2.2 if kind == "conv" else 1.5,
+            label=f"{_KIND_LABELS[kind]}: {100 * at_floor:.0f}% at floor",
+        )
+    if lambd is not None:
+        ax.axvline(lambd, color="k", lw=0.8, ls=":")
+    low = 0.0 if lambd is None else max(0.0, lambd - 0.1)
+    ax.set(
+        xlabel="DASH factor (1 = kept, floor = most shrunk)",
+        ylabel="units with factor ≤ x (%)",
+        xlim=(low, 1),
+        ylim=(0, 102),
+    )
+    ax.legend(fontsize=8, loc="lower right", frameon=False)
+
+
+def plot_results(
+    records: Iterable[dict[str, Any]], path: str | Path, title: str = "", lambd: float | None = 0.3
+) -> Path:
+    """Plot mean ± std over seeds of test accuracy and steps per experiment, and DASH's factors.
+
+    Needs matplotlib (the ``experiments`` extra). Three panels, stacked so that the figure
+    reads at 400 px width: test accuracy, training steps (one line per method and optimizer;
+    SGD solid, SAM dashed; DASH thick and on top), and, when DASH ran, the cumulative
+    distribution of its factors per layer kind (pooled over seeds and experiments).
+
+    Parameters
+    ----------
+    records:
+        The records of :func:`~torch_dash_optim.experiments.run_protocol`.
+    path:
+        The PNG to write.
+    title:
+        Figure title.
+    lambd:
+        DASH's floor, marked in the factor panel (``None``: not marked).
+
+    Returns
+    -------
+    Path
+        ``path``.
 
     Examples
     --------
@@ -27,46 +135,126 @@ def plot_results(records: Iterable[dict[str, Any]], path: str | Path, title: str
     >>> plot_results(recs, pathlib.Path(tempfile.mkdtemp()) / "p.png").exists()
     True
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError("the plot needs matplotlib: pip install torch-dash-optim[experiments]") from err
-    series: dict[tuple[str, str], dict[int, list[tuple[float, float]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
+    plt = _pyplot()
+    records = list(records)
+    series: dict[tuple[str, str], dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         series[(r["method"], r["optimizer"])][int(r["experiment"])].append((100 * r["test_acc"], r["steps"]))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=90)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (method, opt), by_exp in sorted(
-        series.items(), key=lambda kv: (METHODS.index(kv[0][0]), OPTIMIZERS.index(kv[0][1]))
-    ):
+    hist = _histogram([r for r in records if r["method"] == "dash"])
+    panels = 3 if hist else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(5.2, 2.8 * panels + 0.8), dpi=100)
+    keys = sorted(series, key=lambda k: (METHODS.index(k[0]), OPTIMIZERS.index(k[1])))
+    several = len({opt for _m, opt in keys}) > 1
+    for method, opt in keys:
+        by_exp = series[(method, opt)]
         xs = sorted(by_exp)
-        color = colors[METHODS.index(method) % len(colors)]
-        style = "-" if opt == "sgd" else "--"
-        for ax, col in zip(axes, (0, 1), strict=True):
-            vals = [[v[col] for v in by_exp[x]] for x in xs]
-            mean = [sum(v) / len(v) for v in vals]
-            std = [(sum((a - m) ** 2 for a in v) / len(v)) ** 0.5 for v, m in zip(vals, mean, strict=True)]
-            ax.plot(xs, mean, style, color=color, label=f"{LABELS[method]} ({opt.upper()})", lw=1.4)
+        is_dash = method == "dash"
+        color = COLORS.get(method, "k")
+        for ax, col in zip(axes[:2], (0, 1), strict=True):
+            stats = [_mean_std([v[col] for v in by_exp[x]]) for x in xs]
+            mean = [m for m, _ in stats]
             ax.fill_between(
                 xs,
-                [m - s for m, s in zip(mean, std, strict=True)],
-                [m + s for m, s in zip(mean, std, strict=True)],
+                [m - s for m, s in stats],
+                [m + s for m, s in stats],
                 color=color,
-                alpha=0.12,
+                alpha=0.22 if is_dash else 0.10,
                 lw=0,
+                zorder=3 if is_dash else 1,
             )
-    axes[0].set(xlabel="experiment (chunks seen)", ylabel="test accuracy (%)")
+            ax.plot(
+                xs,
+                mean,
+                "-" if opt == "sgd" else "--",
+                color=color,
+                lw=2.8 if is_dash else 1.3,
+                marker=_MARKERS.get(method, "o"),
+                ms=7 if is_dash else 4,
+                zorder=4 if is_dash else 2,
+                label=LABELS.get(method, method) + (f" ({opt.upper()})" if several else ""),
+            )
+    _focus(axes[0], series)
+    axes[0].set(ylabel="test accuracy (%)")
     axes[1].set(xlabel="experiment (chunks seen)", ylabel="training steps")
-    axes[1].legend(fontsize=7, loc="upper left")
-    for ax in axes:
+    for ax in axes[:2]:
         ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=3 if len(labels) > 4 else len(labels),
+        fontsize=8.5,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0),
+    )
+    if hist:
+        _draw_histogram(axes[2], hist, lambd)
+        axes[2].set_title("DASH's factors, all seeds and experiments", fontsize=9)
     if title:
-        fig.suptitle(title, fontsize=10)
+        axes[0].set_title(title, fontsize=9)
+    rows = -(-len(labels) // 3) if len(labels) > 4 else 1
+    height = fig.get_figheight()
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.2 * rows + 0.12) / height))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _focus(ax: Any, series: dict[tuple[str, str], dict[int, list[tuple[float, float]]]]) -> None:
+    """Keep the accuracy axis on the close methods; name those that fall far below it."""
+    means = {
+        key: {x: sum(v[0] for v in vals) / len(vals) for x, vals in by_exp.items()} for key, by_exp in series.items()
+    }
+    best = {x: max(m[x] for m in means.values() if x in m) for m in means.values() for x in m}
+    kept = [v for m in means.values() for x, v in m.items() if v >= best[x] - 15]
+    lost = [key for key, m in means.items() if any(v < best[x] - 15 for x, v in m.items())]
+    if not lost or not kept:
+        return
+    low, high = min(kept), max(kept)
+    ax.set_ylim(low - 0.08 * (high - low) - 1, high + 0.04 * (high - low) + 0.5)
+    names = ", ".join(LABELS.get(m, m) for m, _o in lost)
+    ax.text(
+        0.99, 0.03, f"below the axis: {names}", transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.3"
+    )
+
+
+def plot_factor_distributions(
+    groups: Mapping[str, Iterable[dict[str, Any]]], path: str | Path, lambd: float | None = 0.3
+) -> Path:
+    """Plot DASH's factor distribution per layer kind for several results, one panel each.
+
+    Parameters
+    ----------
+    groups:
+        Panel title -> records (only DASH's are used).
+    path:
+        The PNG to write.
+    lambd:
+        DASH's floor, marked in each panel.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> rec = {"method": "dash", "optimizer": "sgd", "seed": 0, "experiment": 2,
+    ...        "dash_factors": {"conv": {"at_floor": 0.5, "hist": [1] * 20}}}
+    >>> plot_factor_distributions({"CNN": [rec]}, pathlib.Path(tempfile.mkdtemp()) / "f.png").exists()
+    True
+    """
+    plt = _pyplot()
+    groups = {k: [r for r in v if r["method"] == "dash"] for k, v in groups.items()}
+    fig, axes = plt.subplots(len(groups), 1, figsize=(5.2, 2.8 * len(groups)), dpi=100, squeeze=False)
+    for ax, (name, records) in zip(axes[:, 0], groups.items(), strict=True):
+        _draw_histogram(ax, _histogram(records), lambd)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

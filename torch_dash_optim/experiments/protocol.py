@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import multiprocessing.connection as mp_connection
+import os
+import pickle
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +25,17 @@ from .methods import Learner, new_learner, on_new_data
 from .store import RunStore, read_config, write_config, write_tables
 from .training import evaluate, train_to_threshold
 
-__all__ = ["SettingsMismatchError", "run_protocol"]
+__all__ = ["OutputExistsError", "SettingsMismatchError", "run_protocol"]
+
+
+class OutputExistsError(FileExistsError):
+    """The output folder already holds results and ``resume`` was not asked for.
+
+    Examples
+    --------
+    >>> issubclass(OutputExistsError, FileExistsError)
+    True
+    """
 
 
 class SettingsMismatchError(ValueError):
@@ -90,6 +107,8 @@ def run_protocol(
     workers: int = 0,
     progress: bool = True,
     setup: dict[str, Any] | None = None,
+    jobs: int = 1,
+    threads: int = 1,
 ) -> list[dict[str, Any]]:
     """Run the warm-start protocol of the DASH paper and return one record per experiment.
 
@@ -124,6 +143,17 @@ def run_protocol(
         Show a progress bar (needs ``tqdm``).
     setup:
         Extra description of the data and model (saved in ``config.json``, checked on resume).
+    jobs:
+        Number of worker processes (``spawn`` context) running independent ``(seed, optimizer,
+        method)`` runs at the same time; 1 runs everything in this process. Each worker uses
+        ``threads`` torch threads, and with ``device="cuda"`` (no index) worker *i* uses GPU
+        ``i % torch.cuda.device_count()``. The records are bit-identical to those of ``jobs=1``
+        run with the same number of torch threads, and ``resume`` works the same. Workers need
+        a picklable ``model_factory`` (a module-level function, class or
+        :func:`functools.partial`) and picklable datasets.
+    threads:
+        torch threads of each worker (``jobs > 1`` only; a run in this process uses the
+        caller's setting).
 
     Returns
     -------
@@ -145,6 +175,10 @@ def run_protocol(
     methods = _check_names("methods", methods, METHODS)
     optimizers = _check_names("optimizers", optimizers, OPTIMIZERS)
     seeds = _check_seeds(seeds)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r} must be an integer >= 1 (1: run everything in this process)")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads={threads!r} must be an integer >= 1")
     device = torch.device(device)
     settings = {"protocol": config.to_dict(), "setup": dict(setup or {})}
     out_dir = Path(out) if out is not None else None
@@ -152,39 +186,181 @@ def run_protocol(
         _prepare_out(out_dir, settings, resume)
 
     runs = [(s, o, m) for s in seeds for o in optimizers for m in methods]
-    records: list[dict[str, Any]] = []
-    test_loader = make_loader(test_set, config.test_batch_size, device=device, workers=workers)
+    done: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+
+    def finished(key: tuple[int, str, str], records: list[dict[str, Any]]) -> None:
+        done[key] = records
+        if out_dir is not None:
+            write_tables(out_dir, [r for k in runs if k in done for r in done[k]], settings)
+
     with _progress(len(runs) * config.num_chunks, progress) as bar:
-        for seed in seeds:
-            chunks = split_chunks(train_set, config.num_chunks, torch.Generator().manual_seed(seed))
-            for opt_name in optimizers:
-                for method in methods:
-                    store = RunStore(out_dir, method, opt_name, seed) if out_dir is not None else None
-                    records += _run_one(
-                        method,
-                        opt_name,
-                        seed,
-                        chunks,
-                        test_loader,
-                        model_factory,
-                        config,
-                        device,
-                        workers,
-                        store,
-                        bar,
-                    )
-                    if out_dir is not None:
-                        write_tables(out_dir, records, settings)
-    return records
+        pending = []
+        for key in runs:
+            store = RunStore(out_dir, key[2], key[1], key[0]) if out_dir is not None else None
+            if store is not None and store.load_records()[1]:  # finished before: no work, no worker
+                finished(key, _run_one(key[2], key[1], key[0], [], None, model_factory, config, device, workers,
+                                       store, bar))
+            else:
+                pending.append(key)
+        if jobs == 1 or len(pending) <= 1:
+            test_loader = make_loader(test_set, config.test_batch_size, device=device, workers=workers)
+            chunks: dict[int, list[Any]] = {}
+            for seed, opt_name, method in pending:
+                if seed not in chunks:
+                    chunks[seed] = split_chunks(train_set, config.num_chunks, torch.Generator().manual_seed(seed))
+                store = RunStore(out_dir, method, opt_name, seed) if out_dir is not None else None
+                finished(
+                    (seed, opt_name, method),
+                    _run_one(method, opt_name, seed, chunks[seed], test_loader, model_factory, config, device,
+                             workers, store, bar),
+                )
+        else:
+            _run_parallel(pending, min(jobs, len(pending)), threads, train_set, test_set, model_factory, config,
+                          device, workers, out_dir, bar, finished)
+    return [r for key in runs for r in done[key]]
+
+
+def _worker_devices(device: torch.device, jobs: int) -> list[torch.device]:
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 0:
+        count = torch.cuda.device_count()
+        return [torch.device("cuda", i % count) for i in range(jobs)]
+    return [device] * jobs
+
+
+_WORKER: dict[str, Any] = {}
+
+
+class _QueueBar:
+    """Forwards a worker's progress-bar calls to the parent through a queue."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        self.queue.put(("postfix", text))
+
+    def update(self, n: int) -> None:
+        self.queue.put(("update", n))
+
+
+def _init_worker(
+    train_set: Dataset,
+    test_set: Dataset,
+    model_factory: Callable[[], nn.Module],
+    config: ProtocolConfig,
+    workers: int,
+    out_dir: Path | None,
+    threads: int,
+    devices: Any,
+    messages: Any,
+) -> None:
+    torch.set_num_threads(threads)
+    parent = mp.parent_process()
+    if parent is not None:  # exit when the parent dies (killed, not interrupted): nothing is half-written
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+    device = devices.get()
+    _WORKER.update(
+        train_set=train_set,
+        model_factory=model_factory,
+        config=config,
+        workers=workers,
+        out_dir=out_dir,
+        device=device,
+        bar=_QueueBar(messages) if messages is not None else None,
+        test_loader=make_loader(test_set, config.test_batch_size, device=device, workers=workers),
+    )
+
+
+def _exit_with(sentinel: int) -> None:
+    mp_connection.wait([sentinel])
+    os._exit(1)
+
+
+def _work(key: tuple[int, str, str]) -> tuple[tuple[int, str, str], list[dict[str, Any]]]:
+    seed, opt_name, method = key
+    w = _WORKER
+    chunks = split_chunks(w["train_set"], w["config"].num_chunks, torch.Generator().manual_seed(seed))
+    store = RunStore(w["out_dir"], method, opt_name, seed) if w["out_dir"] is not None else None
+    records = _run_one(method, opt_name, seed, chunks, w["test_loader"], w["model_factory"], w["config"],
+                       w["device"], w["workers"], store, w["bar"])
+    return key, records
+
+
+def _run_parallel(
+    pending: list[tuple[int, str, str]],
+    jobs: int,
+    threads: int,
+    train_set: Dataset,
+    test_set: Dataset,
+    model_factory: Callable[[], nn.Module],
+    config: ProtocolConfig,
+    device: torch.device,
+    workers: int,
+    out_dir: Path | None,
+    bar: Any,
+    finished: Callable[[tuple[int, str, str], list[dict[str, Any]]], None],
+) -> None:
+    try:
+        pickle.dumps(model_factory)
+    except Exception as err:
+        raise ValueError(
+            f"jobs={jobs} runs the experiments in worker processes, which need a picklable model_factory "
+            f"(a module-level function, class or functools.partial), not {model_factory!r} ({err}); "
+            "use jobs=1 or such a factory"
+        ) from None
+    ctx = mp.get_context("spawn")
+    devices = ctx.Queue()
+    for d in _worker_devices(device, jobs):
+        devices.put(d)
+    messages = ctx.Queue() if bar is not None else None
+    initargs = (train_set, test_set, model_factory, config, workers, out_dir, threads, devices, messages)
+    results: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    order = list(pending)
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
+        futures = {pool.submit(_work, key) for key in pending}
+        try:
+            while futures:
+                ready, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(messages, bar)
+                for future in ready:
+                    key, records = future.result()
+                    results[key] = records
+                # hand finished runs over in the sequential order, so the tables grow as they would
+                while order and order[0] in results:
+                    key = order.pop(0)
+                    finished(key, results.pop(key))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            _drain(messages, bar)
+    for key in order:
+        finished(key, results.pop(key))
+
+
+def _drain(messages: Any, bar: Any) -> None:
+    if messages is None:
+        return
+    while True:
+        try:
+            kind, value = messages.get_nowait()
+        except queue.Empty:
+            return
+        except (OSError, ValueError):  # the queue was closed while shutting down
+            return
+        if kind == "update":
+            bar.update(value)
+        else:
+            bar.set_postfix_str(value, refresh=False)
 
 
 def _prepare_out(out: Path, settings: dict[str, Any], resume: bool) -> None:
     saved = read_config(out)
     has_results = (out / "runs").is_dir() and any((out / "runs").iterdir())
     if not resume and (saved is not None or has_results):
-        raise FileExistsError(
-            f"{out} already holds results; pass --resume (resume=True) to continue that run, "
-            "or choose another --out"
+        raise OutputExistsError(
+            f"{out} already holds results; pass resume=True to continue that run, or choose another out"
         )
     if resume and saved is not None and saved != settings:
         diffs = sorted(
@@ -230,7 +406,7 @@ def _run_one(
     _advance(bar, len(records), method, opt_name, seed, records)
 
     for j in range(len(records), config.num_chunks):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         torch.manual_seed(_experiment_seed(seed, j))
         seen = ConcatDataset(chunks[: j + 1])
         learner.info.clear()
@@ -267,7 +443,10 @@ def _run_one(
                 "test_loss": test_loss,
                 "diverged": result.diverged,
                 "dash_mean_factor": learner.info.get("dash_mean_factor"),
+                "dash_at_floor": learner.info.get("dash_at_floor"),
                 "seconds": round(time.perf_counter() - start, 3),
+                "cpu_seconds": round(time.process_time() - cpu_start, 3),
+                "dash_factors": learner.info.get("dash_factors"),
             }
         )
         if store is not None:

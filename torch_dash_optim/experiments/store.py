@@ -6,6 +6,7 @@ Layout::
     OUT/runs/<method>_<opt>_seed<s>.json   finished experiments of one run (+ "complete")
     OUT/runs/<method>_<opt>_seed<s>.pt     model/optimizer after its last finished experiment
     OUT/experiments.csv, .json      one row per (method, optimizer, seed, experiment)
+    OUT/dash-factors.csv            DASH's factors per (optimizer, seed, experiment, layer kind)
 
 Every file is written to a temporary name and renamed, so a crash leaves either the old or
 the new version. The checkpoint is written before the run's JSON and removed only after the
@@ -24,7 +25,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["RECORD_FIELDS", "RunStore", "atomic_write", "read_config", "write_config", "write_tables"]
+__all__ = [
+    "FACTOR_FIELDS",
+    "RECORD_FIELDS",
+    "RunStore",
+    "atomic_write",
+    "factor_rows",
+    "read_config",
+    "write_config",
+    "write_tables",
+]
 
 #: Columns of ``experiments.csv`` and keys of each record in ``experiments.json``.
 RECORD_FIELDS: tuple[str, ...] = (
@@ -41,14 +51,40 @@ RECORD_FIELDS: tuple[str, ...] = (
     "test_loss",
     "diverged",
     "dash_mean_factor",
+    "dash_at_floor",
     "seconds",
+    "cpu_seconds",
+)
+
+#: Columns of ``dash-factors.csv``: DASH's factors of one experiment, per layer kind.
+FACTOR_FIELDS: tuple[str, ...] = (
+    "optimizer",
+    "seed",
+    "experiment",
+    "kind",
+    "units",
+    "at_floor",
+    "mean",
+    "q10",
+    "q25",
+    "q50",
+    "q75",
+    "q90",
 )
 
 
 def atomic_write(path: Path, write: Callable[[io.IOBase], None] | str, binary: bool = False) -> None:
     """Write a file through a temporary name and ``os.replace`` (so it is never half-written).
 
-    ``write`` is the text to write, or a function given the open file.
+    Parameters
+    ----------
+    path:
+        The file to write; its folder is created if needed.
+    write:
+        The text to write, or a function given the open file that writes it.
+    binary:
+        Open the file in binary mode (for a ``write`` function that writes bytes); text is
+        written as UTF-8 with newlines untranslated.
 
     Examples
     --------
@@ -80,6 +116,13 @@ def atomic_write(path: Path, write: Callable[[io.IOBase], None] | str, binary: b
 def write_config(out: Path, config: dict[str, Any]) -> None:
     """Write ``OUT/config.json``.
 
+    Parameters
+    ----------
+    out:
+        The run's output folder.
+    config:
+        The settings to save (JSON-serialisable).
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -93,6 +136,16 @@ def write_config(out: Path, config: dict[str, Any]) -> None:
 
 def read_config(out: Path) -> dict[str, Any] | None:
     """Return ``OUT/config.json``, or ``None`` if there is none.
+
+    Parameters
+    ----------
+    out:
+        The run's output folder.
+
+    Returns
+    -------
+    dict of str to Any or None
+        The saved settings, or ``None`` if the folder holds no ``config.json``.
 
     Examples
     --------
@@ -136,7 +189,18 @@ class RunStore:
         return torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
 
     def save(self, records: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
-        """Save the finished records, and the state to continue from (``None``: run complete)."""
+        """Save the finished records, and the state to continue from (``None``: run complete).
+
+        Both files are written atomically; when the run is complete, its checkpoint is removed.
+
+        Parameters
+        ----------
+        records:
+            Every finished experiment's record of this run so far.
+        state:
+            The state to continue from after the last finished experiment (saved with
+            :func:`torch.save`), or ``None`` when the run is complete.
+        """
         if state is not None:
             atomic_write(self.ckpt_path, lambda f: torch.save({**state, "records": records}, f), binary=True)
         body = json.dumps({"records": records, "complete": state is None}, indent=1) + "\n"
@@ -145,10 +209,49 @@ class RunStore:
             self.ckpt_path.unlink()
 
 
-def write_tables(out: Path, records: Iterable[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """Write ``experiments.csv`` and ``experiments.json`` (records plus ``meta``).
+def factor_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the rows of ``dash-factors.csv``: one per DASH experiment and layer kind.
 
-    Missing fields are left empty (``None`` in the JSON).
+    Parameters
+    ----------
+    records:
+        Experiment records; those without ``dash_factors`` give no row.
+
+    Returns
+    -------
+    list of dict
+        One row per record and layer kind, with the columns of ``dash-factors.csv``.
+
+    Examples
+    --------
+    >>> rec = {"method": "dash", "optimizer": "sgd", "seed": 0, "experiment": 2,
+    ...        "dash_factors": {"conv": {"units": 4, "at_floor": 0.25, "mean": 0.6}}}
+    >>> factor_rows([rec])[0]["kind"], factor_rows([rec])[0]["at_floor"]
+    ('conv', 0.25)
+    """
+    rows = []
+    for r in records:
+        for kind, stats in (r.get("dash_factors") or {}).items():
+            row = {k: r.get(k) for k in FACTOR_FIELDS[:3]}
+            row.update({"kind": kind, **{k: stats.get(k) for k in FACTOR_FIELDS[4:]}})
+            rows.append(row)
+    return rows
+
+
+def write_tables(out: Path, records: Iterable[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """Write ``experiments.csv``, ``dash-factors.csv`` and ``experiments.json`` (records plus ``meta``).
+
+    Missing fields are left empty (``None`` in the JSON). The JSON records also hold
+    ``dash_factors`` (per layer kind, with a histogram of the factors).
+
+    Parameters
+    ----------
+    out:
+        The run's output folder.
+    records:
+        The records of every experiment.
+    meta:
+        Extra top-level entries of ``experiments.json`` (``protocol``, ``setup``, ...).
 
     Examples
     --------
@@ -156,12 +259,17 @@ def write_tables(out: Path, records: Iterable[dict[str, Any]], meta: dict[str, A
     >>> out = pathlib.Path(tempfile.mkdtemp())
     >>> write_tables(out, [{"method": "warm", "experiment": 1}], {"protocol": {}})
     >>> (out / "experiments.csv").read_text().splitlines()[1]
-    'warm,,,1,,,,,,,,,,'
+    'warm,,,1,,,,,,,,,,,,'
     """
-    records = [{k: r.get(k) for k in RECORD_FIELDS} for r in records]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RECORD_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    atomic_write(out / "experiments.csv", buffer.getvalue())
-    atomic_write(out / "experiments.json", json.dumps({**meta, "records": records}, indent=1) + "\n")
+    records = list(records)
+    for name, fields, rows in (
+        ("experiments.csv", RECORD_FIELDS, [{k: r.get(k) for k in RECORD_FIELDS} for r in records]),
+        ("dash-factors.csv", FACTOR_FIELDS, factor_rows(records)),
+    ):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(out / name, buffer.getvalue())
+    full = [{**{k: r.get(k) for k in RECORD_FIELDS}, "dash_factors": r.get("dash_factors")} for r in records]
+    atomic_write(out / "experiments.json", json.dumps({**meta, "records": full}, indent=1) + "\n")

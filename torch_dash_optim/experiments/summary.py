@@ -9,7 +9,16 @@ from typing import Any
 
 from .config import METHODS, OPTIMIZERS
 
-__all__ = ["METRICS", "per_run", "summarize", "summary_markdown"]
+__all__ = [
+    "FACTOR_STATS",
+    "LABELS",
+    "METRICS",
+    "factor_markdown",
+    "factor_summary",
+    "per_run",
+    "summarize",
+    "summary_markdown",
+]
 
 #: The four summary metrics, as (key, column title, is it an accuracy).
 METRICS: tuple[tuple[str, str, bool], ...] = (
@@ -19,15 +28,20 @@ METRICS: tuple[tuple[str, str, bool], ...] = (
     ("avg_steps", "Steps, avg over experiments", False),
 )
 
-LABELS = {
+#: The name of each method in tables and plots.
+LABELS: dict[str, str] = {
     "cold": "Cold (random init)",
     "warm": "Warm",
     "warm_rm": "Warm, optimizer reset",
     "sp": "Shrink & Perturb",
     "l2_init": "L2 init",
     "reset": "Last-layer reset",
+    "fire": "FIRE",
     "dash": "DASH",
 }
+
+#: The per-kind factor statistics averaged by :func:`factor_summary`.
+FACTOR_STATS: tuple[str, ...] = ("at_floor", "mean", "q10", "q25", "q50", "q75", "q90")
 
 
 def per_run(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, float]]:
@@ -115,4 +129,66 @@ def summary_markdown(records: Iterable[dict[str, Any]]) -> str:
     seeds = sorted({row["n"] for row in stats.values()})
     lines.append("")
     lines.append(f"Mean (std) over {'/'.join(map(str, seeds))} seed(s); std with ddof=0.")
+    return "\n".join(lines)
+
+
+def factor_summary(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Average DASH's per-kind factor statistics over seeds and experiments, per optimizer.
+
+    Returns, per ``(optimizer, kind)``: ``units`` (per experiment), ``n`` (experiments
+    averaged) and the mean of each of :data:`FACTOR_STATS`.
+
+    Examples
+    --------
+    >>> recs = [{"method": "dash", "optimizer": "sgd", "seed": s, "experiment": 2,
+    ...          "dash_factors": {"conv": {"units": 8, "at_floor": f, "mean": 0.5, "q10": 0.3,
+    ...                                    "q25": 0.3, "q50": 0.5, "q75": 0.7, "q90": 0.9}}}
+    ...         for s, f in [(0, 0.2), (1, 0.4)]]
+    >>> row = factor_summary(recs)[("sgd", "conv")]
+    >>> row["n"], round(row["at_floor"], 3)
+    (2, 0.3)
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        for kind, stats in (r.get("dash_factors") or {}).items():
+            groups[(r["optimizer"], kind)].append(stats)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, rows in groups.items():
+        out[key] = {"units": rows[-1]["units"], "n": len(rows)}
+        out[key].update({k: sum(r[k] for r in rows) / len(rows) for k in FACTOR_STATS})
+    return out
+
+
+def factor_markdown(records: Iterable[dict[str, Any]]) -> str:
+    """Return :func:`factor_summary` as a markdown table ('' if no DASH experiment has factors).
+
+    Examples
+    --------
+    >>> recs = [{"method": "dash", "optimizer": "sgd", "seed": 0, "experiment": 2,
+    ...          "dash_factors": {"linear": {"units": 4, "at_floor": 0.5, "mean": 0.5, "q10": 0.3,
+    ...                                      "q25": 0.3, "q50": 0.4, "q75": 0.7, "q90": 0.9}}}]
+    >>> print(factor_markdown(recs).splitlines()[2])
+    | SGD | Linear weights | 4 | 50.0 | 0.50 | 0.30 | 0.40 | 0.90 |
+    """
+    from .methods import LAYER_KINDS
+
+    stats = factor_summary(records)
+    if not stats:
+        return ""
+    names = {"conv": "Conv kernels", "linear": "Linear weights", "bias": "Biases"}
+    lines = [
+        "| Optimizer | Layer kind | Units | At floor (%) | Mean factor | 10% quantile | Median | 90% quantile |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for opt in OPTIMIZERS:
+        for kind in LAYER_KINDS:
+            row = stats.get((opt, kind))
+            if row is None:
+                continue
+            lines.append(
+                f"| {opt.upper()} | {names[kind]} | {row['units']} | {100 * row['at_floor']:.1f} | "
+                f"{row['mean']:.2f} | {row['q10']:.2f} | {row['q50']:.2f} | {row['q90']:.2f} |"
+            )
+    n = sorted({row["n"] for row in stats.values()})
+    lines += ["", f"Averaged over {'/'.join(map(str, n))} DASH experiment(s) (every seed, experiments 2 and later)."]
     return "\n".join(lines)
