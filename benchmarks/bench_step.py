@@ -41,7 +41,7 @@ def _models(quick: bool) -> dict[str, nn.Module]:
 
 def run(cfg: Config, out: Run) -> None:
     """Time bare and wrapped steps for every model and optimizer."""
-    steps = 3 if cfg.quick else 20
+    steps = 3 if cfg.quick else 40
     for model_name, model in _models(cfg.quick).items():
         model = model.to(cfg.device)
         for p in model.parameters():

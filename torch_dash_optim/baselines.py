@@ -175,7 +175,7 @@ def last_layer(model: nn.Module) -> tuple[str, nn.Module]:
     Parameters
     ----------
     model:
-        The model to search, in the order of :meth:`torch.nn.Module.named_modules`.
+        The model to search, in the order of ``torch.nn.Module.named_modules()``.
 
     Returns
     -------

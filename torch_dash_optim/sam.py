@@ -95,7 +95,7 @@ class SAM(DelegatingOptimizer):
         Parameters
         ----------
         param_group:
-            The group, as for :meth:`torch.optim.Optimizer.add_param_group`: ``params`` plus any
+            The group, as for ``torch.optim.Optimizer.add_param_group``: ``params`` plus any
             options; ``rho`` and ``adaptive`` default to the values given to the constructor.
 
         Raises

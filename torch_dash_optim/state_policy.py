@@ -107,11 +107,22 @@ class UnknownStateWarning(UserWarning):
 
     Examples
     --------
-    Silence it once the keys are known to be harmless:
+    A state key that DASH does not know is left alone, listed, and warned about:
 
     >>> import warnings
-    >>> warnings.filterwarnings("ignore", category=UnknownStateWarning)
-    >>> warnings.resetwarnings()
+    >>> p = torch.nn.Parameter(torch.ones(2, 2))
+    >>> state = {p: {"my_buffer": torch.ones(2, 2)}}
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     plan = plan_state("scale", state, [("w", p, torch.tensor([[0.5], [1.0]]))])
+    >>> [w.category.__name__ for w in caught], plan.unknown
+    (['UnknownStateWarning'], {'w': ['my_buffer']})
+
+    Silence it once the keys are known to be harmless:
+
+    >>> with warnings.catch_warnings():
+    ...     warnings.filterwarnings("ignore", category=UnknownStateWarning)
+    ...     plan = plan_state("scale", state, [("w", p, torch.tensor([[0.5], [1.0]]))])
     """
 
 

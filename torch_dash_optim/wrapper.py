@@ -287,7 +287,7 @@ class DASHWrapper(DelegatingOptimizer):
         Parameters
         ----------
         param_group:
-            The group, as for :meth:`torch.optim.Optimizer.add_param_group`: ``params`` plus any
+            The group, as for ``torch.optim.Optimizer.add_param_group``: ``params`` plus any
             options of the wrapped optimizer, and optionally the per-group DASH keys ``dash``,
             ``dash_lambd`` and ``dash_granularity``.
 

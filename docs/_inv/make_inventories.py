@@ -37,6 +37,7 @@ INVENTORIES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
             ("TypeError", "py:exception", _EXC),
             ("ValueError", "py:exception", _EXC),
             ("Exception", "py:exception", _EXC),
+            ("io.IOBase", "py:class", "library/io.html#$"),
             ("bool", "py:class", "library/functions.html#$"),
             ("float", "py:class", "library/functions.html#$"),
             ("int", "py:class", "library/functions.html#$"),

@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Raises
     ------
     SystemExit
-        With status 2 (from :mod:`argparse`) for a bad argument, naming it and the fix.
+        With status 2 (from ``argparse``) for a bad argument, naming it and the fix.
 
     Examples
     --------

@@ -199,7 +199,7 @@ class RunStore:
             Every finished experiment's record of this run so far.
         state:
             The state to continue from after the last finished experiment (saved with
-            :func:`torch.save`), or ``None`` when the run is complete.
+            ``torch.save``), or ``None`` when the run is complete.
         """
         if state is not None:
             atomic_write(self.ckpt_path, lambda f: torch.save({**state, "records": records}, f), binary=True)

@@ -47,6 +47,18 @@ FACTOR_STATS: tuple[str, ...] = ("at_floor", "mean", "q10", "q25", "q50", "q75",
 def per_run(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, float]]:
     """Return the four metrics of each complete run, keyed by ``(method, optimizer, seed)``.
 
+    Parameters
+    ----------
+    records:
+        Experiment records, each with ``method``, ``optimizer``, ``seed``, ``experiment``,
+        ``test_acc`` and ``steps``.
+
+    Returns
+    -------
+    dict
+        Per ``(method, optimizer, seed)``, the metrics of :data:`METRICS`: test accuracy and
+        steps at the last experiment, and their means over the experiments.
+
     Examples
     --------
     >>> recs = [{"method": "warm", "optimizer": "sgd", "seed": 0, "experiment": e,
@@ -78,6 +90,18 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[s
     """Return, per ``(method, optimizer)``, each metric's mean and std over seeds and the seed count.
 
     The std is the population one (``numpy.std``'s default, ``ddof=0``).
+
+    Parameters
+    ----------
+    records:
+        Experiment records, each with ``method``, ``optimizer``, ``seed``, ``experiment``,
+        ``test_acc`` and ``steps``.
+
+    Returns
+    -------
+    dict
+        Per ``(method, optimizer)``: ``n`` (the number of seeds) and, for each metric of
+        :data:`METRICS`, a ``(mean, std)`` pair.
 
     Examples
     --------
@@ -111,6 +135,18 @@ def _cell(stats: dict[str, Any] | None, name: str, is_acc: bool) -> str:
 def summary_markdown(records: Iterable[dict[str, Any]]) -> str:
     """Return the summary as a markdown table in the paper's shape (SGD and SAM per metric).
 
+    Parameters
+    ----------
+    records:
+        Experiment records, each with ``method``, ``optimizer``, ``seed``, ``experiment``,
+        ``test_acc`` and ``steps``.
+
+    Returns
+    -------
+    str
+        The table: one row per method, a (SGD, SAM) pair of columns per metric, each cell
+        ``mean (std)``.
+
     Examples
     --------
     >>> recs = [{"method": "warm", "optimizer": "sgd", "seed": 0, "experiment": 1,
@@ -135,8 +171,17 @@ def summary_markdown(records: Iterable[dict[str, Any]]) -> str:
 def factor_summary(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """Average DASH's per-kind factor statistics over seeds and experiments, per optimizer.
 
-    Returns, per ``(optimizer, kind)``: ``units`` (per experiment), ``n`` (experiments
-    averaged) and the mean of each of :data:`FACTOR_STATS`.
+    Parameters
+    ----------
+    records:
+        Experiment records; those without ``dash_factors`` (other methods' records) are
+        ignored.
+
+    Returns
+    -------
+    dict
+        Per ``(optimizer, kind)``: ``units`` (per experiment), ``n`` (experiments
+        averaged) and the mean of each of :data:`FACTOR_STATS`.
 
     Examples
     --------
@@ -161,6 +206,17 @@ def factor_summary(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], d
 
 def factor_markdown(records: Iterable[dict[str, Any]]) -> str:
     """Return :func:`factor_summary` as a markdown table ('' if no DASH experiment has factors).
+
+    Parameters
+    ----------
+    records:
+        Experiment records; those without ``dash_factors`` (other methods' records) are
+        ignored.
+
+    Returns
+    -------
+    str
+        The table, one row per optimizer and layer kind, or ``''``.
 
     Examples
     --------

@@ -22,6 +22,25 @@ Penalty = Callable[[], Tensor]
 def make_optimizer(model: nn.Module, name: str, config: ProtocolConfig) -> Optimizer:
     """Return a fresh ``"sgd"`` (SGD with momentum) or ``"sam"`` (SAM around it) optimizer.
 
+    Parameters
+    ----------
+    model:
+        The model whose parameters the optimizer updates.
+    name:
+        ``"sgd"`` or ``"sam"``.
+    config:
+        Gives the learning rate, momentum, weight decay and SAM's ``rho``.
+
+    Returns
+    -------
+    torch.optim.Optimizer
+        A :class:`torch.optim.SGD`, or a :class:`~torch_dash_optim.SAM` around SGD.
+
+    Raises
+    ------
+    ValueError
+        For any other ``name``.
+
     Examples
     --------
     >>> make_optimizer(torch.nn.Linear(2, 1), "sam", ProtocolConfig()).defaults["rho"]
@@ -88,8 +107,21 @@ def train_to_threshold(
         Re-iterable batches ``(inputs, targets)`` on the model's device (reshuffled per epoch).
     config:
         Gives the threshold and the epoch cap.
+    sam:
+        Step with ``optimizer.step(closure)`` (for :class:`~torch_dash_optim.SAM`).
     penalty:
         Added to the cross-entropy loss (e.g. :class:`~torch_dash_optim.baselines.L2Init`).
+
+    Returns
+    -------
+    TrainResult
+        The epochs and steps taken and the last epoch's train accuracy and loss; training
+        stops early, with ``diverged=True``, if the loss becomes inf or NaN.
+
+    Raises
+    ------
+    ValueError
+        If the loader yields no batch.
 
     Examples
     --------
@@ -146,6 +178,23 @@ def train_to_threshold(
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
     """Return the accuracy and mean cross-entropy of ``model`` (in eval mode) over ``loader``.
+
+    Parameters
+    ----------
+    model:
+        The classifier; it is put in eval mode (and left there).
+    loader:
+        Batches ``(inputs, targets)`` on the model's device.
+
+    Returns
+    -------
+    tuple of (float, float)
+        The accuracy (between 0 and 1) and the mean cross-entropy per example.
+
+    Raises
+    ------
+    ValueError
+        If the loader yields no batch.
 
     Examples
     --------

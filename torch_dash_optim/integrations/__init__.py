@@ -21,6 +21,26 @@ __all__ = ["require"]
 def require(module: str, extra: str, what: str) -> ModuleType:
     """Import ``module``, or raise an ImportError that names the extra to install.
 
+    Parameters
+    ----------
+    module:
+        The module to import, e.g. ``"lightning"``.
+    extra:
+        The ``torch-dash-optim`` extra that installs it.
+    what:
+        What needs the module, for the error message.
+
+    Returns
+    -------
+    types.ModuleType
+        The imported module.
+
+    Raises
+    ------
+    ImportError
+        If ``module`` cannot be imported; the message names ``pip install
+        "torch-dash-optim[extra]"``.
+
     Examples
     --------
     >>> require("math", "none", "the math module").__name__

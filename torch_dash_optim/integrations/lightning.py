@@ -173,10 +173,24 @@ class DASHCallback(_pl.Callback):
 
     # -- triggers ----------------------------------------------------------------------------
     def request(self, loader: Iterable[Any] | None = None) -> None:
-        """Call DASH at the start of the next training epoch, over ``loader`` or the training data."""
+        """Call DASH at the start of the next training epoch, over ``loader`` or the training data.
+
+        Parameters
+        ----------
+        loader:
+            The batches of the pass: all data so far, in order, the new data last. ``None``
+            (default): the trainer's whole training dataset, in order, ``shuffle=False``.
+        """
         self._requested = [loader]
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """Lightning hook: call :meth:`run` if DASH was requested or the training data grew.
+
+        Parameters
+        ----------
+        trainer, pl_module:
+            The ``Trainer`` and the ``LightningModule``, as Lightning passes them.
+        """
         loader = trainer.train_dataloader
         size = dataset_size(loader)
         grown = self.auto and size is not None and self._seen is not None and size > self._seen
@@ -243,7 +257,23 @@ class DASHCallback(_pl.Callback):
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The callback's state, saved by Lightning in its checkpoints.
+
+        Returns
+        -------
+        dict of str to Any
+            ``{"seen": size}``: the training dataset's size at the last epoch start seen, or
+            ``None`` before the first.
+        """
         return {"seen": self._seen}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict` (Lightning calls it on resume).
+
+        Parameters
+        ----------
+        state_dict:
+            A dict made by :meth:`state_dict`; the next epoch start compares the dataset's
+            size with the saved one.
+        """
         self._seen = state_dict.get("seen")

@@ -43,6 +43,25 @@ def model_loss(model: Any, batch: Any) -> Tensor:
     Calls ``model(**batch)`` on a dict batch (``model(*batch)`` on a tuple) and returns its
     ``loss``. The batch must hold the labels (``labels``, or what the model's loss needs).
 
+    Parameters
+    ----------
+    model:
+        The model; it returns a dict or a ``ModelOutput`` with ``loss``, or a tuple whose
+        first element is the scalar loss.
+    batch:
+        A dict of keyword arguments of ``model``, or a tuple of positional ones.
+
+    Returns
+    -------
+    Tensor
+        The scalar loss the model computed.
+
+    Raises
+    ------
+    ValueError
+        If the model returns no loss (the batch lacks the labels); the message names the
+        batch's keys.
+
     Examples
     --------
     >>> from torch_dash_optim.integrations.transformers import model_loss
@@ -120,14 +139,38 @@ class DASHCallback(_tf.TrainerCallback, _ExportableState):  # type: ignore[misc]
         self._requested: list[Iterable[Any] | None] = []
 
     def request(self, loader: Iterable[Any] | None = None) -> None:
-        """Call DASH at the next ``on_train_begin``, over ``loader`` or the training data."""
+        """Call DASH at the next ``on_train_begin``, over ``loader`` or the training data.
+
+        Parameters
+        ----------
+        loader:
+            The batches of the pass: all data so far, in order, the new data last. ``None``
+            (default): the Trainer's whole training dataset, in order, ``shuffle=False``.
+        """
         self._requested = [loader]
 
     def state(self) -> dict[str, Any]:
-        """The callback's state, saved in the Trainer's checkpoints."""
+        """The callback's state, saved in the Trainer's checkpoints.
+
+        Returns
+        -------
+        dict of str to Any
+            ``{"args": {"batch_size": ..., "seen": ...}, "attributes": {}}``, the form the
+            Trainer uses to rebuild the callback on resume.
+        """
         return {"args": {"batch_size": self.batch_size, "seen": self.seen}, "attributes": {}}
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Trainer event: call :meth:`run` if DASH was requested or the training data grew.
+
+        Parameters
+        ----------
+        args, state, control:
+            The ``TrainingArguments``, ``TrainerState`` and ``TrainerControl``, as the
+            Trainer passes them.
+        **kwargs:
+            The Trainer's other objects; ``optimizer`` and ``train_dataloader`` are used.
+        """
         loader = kwargs.get("train_dataloader")
         size = dataset_size(loader)
         grown = size is not None and self.seen is not None and size > self.seen
