@@ -218,30 +218,10 @@ def plan_state(
             entry = state.get(param)
             if not entry:
                 continue
-            if policy == "reset":
-                if _needs_all_or_none(owner, param):
-                    _plan_zeroed(plan, name, param, factor, entry, unknown_pairs, owner)
-                else:
-                    plan.drop.append((state, param))  # type: ignore[arg-type]
+            if policy == "reset" and not _needs_all_or_none(owner, param):
+                plan.drop.append((state, param))  # type: ignore[arg-type]
                 continue
-            for key, value in entry.items():
-                if not _is_state_tensor(value) or value is param:
-                    continue
-                fitted = _fit(factor, value, param)
-                if key in WEIGHT_KEYS and fitted is not None:
-                    plan.tensors.append(value)
-                    plan.factors.append(fitted)
-                elif key in FIRST_MOMENT_KEYS and fitted is not None:
-                    if policy == "scale":
-                        plan.tensors.append(value)
-                        plan.factors.append(fitted)
-                elif key in SECOND_MOMENT_KEYS and fitted is not None:
-                    if policy == "scale":
-                        plan.tensors.append(value)
-                        plan.factors.append(fitted * fitted)
-                else:
-                    plan.unknown.setdefault(name, []).append(key)
-                    unknown_pairs.add((type(owner).__name__ if owner is not None else "state", key))
+            _plan_entry(plan, policy, name, param, factor, entry, unknown_pairs, owner)
     _warn_once(unknown_pairs)
     return plan
 
@@ -277,8 +257,9 @@ def _needs_all_or_none(owner: Any, param: Tensor) -> bool:
     return False
 
 
-def _plan_zeroed(
+def _plan_entry(
     plan: StatePlan,
+    policy: str,
     name: str,
     param: Tensor,
     factor: Tensor,
@@ -286,7 +267,9 @@ def _plan_zeroed(
     unknown_pairs: set[tuple[str, str]],
     owner: Any,
 ) -> None:
-    """Reset an entry in place: moments zeroed, weight-like state scaled, the rest reported."""
+    """Plan one state entry: weight-like state scaled under every policy; moments scaled under
+    ``"scale"``, zeroed in place under a ``"reset"`` that cannot drop the entry (fused SGD);
+    anything else reported."""
     for key, value in entry.items():
         if not _is_state_tensor(value) or value is param:
             continue
@@ -294,11 +277,19 @@ def _plan_zeroed(
         if key in WEIGHT_KEYS and fitted is not None:
             plan.tensors.append(value)
             plan.factors.append(fitted)
-        elif key in FIRST_MOMENT_KEYS or key in SECOND_MOMENT_KEYS:
+        elif policy == "reset" and (key in FIRST_MOMENT_KEYS or key in SECOND_MOMENT_KEYS):
             plan.zero.append(value)
+        elif key in FIRST_MOMENT_KEYS and fitted is not None:
+            if policy == "scale":
+                plan.tensors.append(value)
+                plan.factors.append(fitted)
+        elif key in SECOND_MOMENT_KEYS and fitted is not None:
+            if policy == "scale":
+                plan.tensors.append(value)
+                plan.factors.append(fitted * fitted)
         else:
             plan.unknown.setdefault(name, []).append(key)
-            unknown_pairs.add((type(owner).__name__, key))
+            unknown_pairs.add((type(owner).__name__ if owner is not None else "state", key))
 
 
 def _warn_once(pairs: set[tuple[str, str]]) -> None:

@@ -31,7 +31,7 @@ _pl = require("lightning.pytorch", "lightning", "torch_dash_optim.integrations.l
 from .._nesting import describe, optimizer_chain  # noqa: E402
 from ..chain import find_dash  # noqa: E402
 from ..report import DASHReport  # noqa: E402
-from ..wrapper import DASHWrapper  # noqa: E402
+from ..wrapper import DASHWrapper, _check_losses  # noqa: E402
 
 __all__ = ["DASHCallback", "training_step_loss"]
 
@@ -156,8 +156,7 @@ class DASHCallback(_pl.Callback):
         auto: bool = True,
         log_factors: bool = True,
     ) -> None:
-        if loss_fn is not None and batch_loss is not None:
-            raise ValueError("give loss_fn (criterion(outputs, targets)) or batch_loss (fn(model, batch)), not both")
+        _check_losses(loss_fn, batch_loss)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
         self.loss_fn = loss_fn

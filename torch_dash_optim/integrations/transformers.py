@@ -31,6 +31,7 @@ _tf = require("transformers", "hf", "torch_dash_optim.integrations.transformers"
 
 from ..chain import find_dash  # noqa: E402
 from ..report import DASHReport  # noqa: E402
+from ..wrapper import _check_losses  # noqa: E402
 
 __all__ = ["DASHCallback", "model_loss"]
 
@@ -129,8 +130,7 @@ class DASHCallback(_tf.TrainerCallback, _ExportableState):  # type: ignore[misc]
         batch_size: int | None = None,
         seen: int | None = None,
     ) -> None:
-        if loss_fn is not None and batch_loss is not None:
-            raise ValueError("give loss_fn (criterion(outputs, targets)) or batch_loss (fn(model, batch)), not both")
+        _check_losses(loss_fn, batch_loss)
         self.loss_fn = loss_fn
         self.batch_loss = batch_loss
         self.batch_size = batch_size
