@@ -6,8 +6,6 @@ DASH's default), accumulating into ``.grad``: no implementation of DASH can skip
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from torch_dash_optim import DASHWrapper
@@ -16,52 +14,15 @@ from torch_dash_optim.gather import _check_finite
 
 from .config import Config
 from .memory import allocator_peak, cuda_peak, rss_peaks
+from .methods import METHODS, floor_pass, gather_methods
 from .models import CASES, Case, make_case
-from .naive import naive_dash
 from .results import Result, Run
 from .timing import time_side_by_side
 
 __all__ = ["floor_pass", "gather_methods", "run"]
 
-METHODS: tuple[str, ...] = ("floor", "ours", "naive")
 TIME_GOAL = 1.05
 MEMORY_GOAL = 1.0
-
-
-def floor_pass(case: Case) -> None:
-    """One forward and backward pass per batch, in eval mode, accumulating into ``.grad``."""
-    model = case.model
-    model.eval()
-    for inputs, targets in case.loader:
-        case.loss_fn(model(inputs), targets).backward()
-
-
-def gather_methods(case: Case) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
-    """The three methods on ``case``, and a set-up that restores weights and clears grads.
-
-    Examples
-    --------
-    >>> methods, setup = gather_methods(make_case("mlp", quick=True))
-    >>> sorted(methods)
-    ['floor', 'naive', 'ours']
-    """
-    model = case.model
-    snapshot = [p.detach().clone() for p in model.parameters()]
-    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), model=model, loss_fn=case.loss_fn)
-
-    def setup() -> None:
-        with torch.no_grad():
-            for p, s in zip(model.parameters(), snapshot, strict=True):
-                p.copy_(s)
-                p.grad = None
-        model.train()
-
-    methods: dict[str, Callable[[], object]] = {
-        "floor": lambda: floor_pass(case),
-        "ours": lambda: opt.on_new_data(case.loader),
-        "naive": lambda: naive_dash(model, case.loss_fn, case.loader, train_mode=False),
-    }
-    return methods, setup
 
 
 def _time_case(case: Case, cfg: Config, run: Run) -> float:

@@ -101,7 +101,7 @@ def _child(argv: list[str]) -> None:
     import argparse
     import gc
 
-    from .bench_gather import gather_methods
+    from .methods import gather_methods
     from .models import make_case
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory")

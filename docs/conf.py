@@ -88,6 +88,25 @@ def _drop_missing_entries(app: object, docname: str, source: list[str]) -> None:
     source[0] = re.sub(r"^ +(?:[^\n<]*<(\S+)>|(\S+)) *\n", keep, source[0], flags=re.MULTILINE)
 
 
+# -- optional extras -----------------------------------------------------------------------
+# The docs build as Read the Docs builds them: torch and the ``docs`` extra only. The frameworks
+# that the integration modules need (extras ``lightning``, ``hf``...) are then absent, and
+# autodoc imports those modules against stand-ins, so that their API pages are built all the
+# same. Where a framework is installed, the real one is used.
+_EXTRA_PACKAGES = ("lightning", "transformers", "accelerate", "timm", "schedulefree")
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+autodoc_mock_imports = [m for m in _EXTRA_PACKAGES if not _importable(m)]
+
 # Every cross-reference must resolve (the build is nitpicky, and warnings are errors).
 nitpicky = True
 nitpick_ignore: list[tuple[str, str]] = [
@@ -119,12 +138,11 @@ napoleon_use_ivar = False  # "Attributes" become attribute entries that :attr: c
 
 # -- doctest --------------------------------------------------------------------------------
 # ``-b doctest`` runs the examples of the narrative pages and of every docstring that autodoc
-# pulls in (pytest --doctest-modules runs the docstrings too). Each API page sets up the
-# namespace of its module, as pytest does; this is the part common to every page.
-doctest_global_setup = """
-import torch
-torch.manual_seed(0)
-"""
+# pulls in (pytest --doctest-modules runs the docstrings too). There is no global setup: every
+# block of a narrative page imports and builds what it uses, in its own group, so that it runs
+# as a reader pastes it (tests/test_docs_snippets.py runs each alone, too). The docstring examples
+# of the API pages are shown with the imports they need (_show_example_imports, below); an API
+# page's testsetup only seeds torch, as pytest does.
 doctest_default_flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | doctest.DONT_ACCEPT_TRUE_FOR_1
 
 # -- intersphinx, offline by default --------------------------------------------------------
@@ -306,16 +324,157 @@ def _break_names_after_dots(app: object, pagename: str, templatename: str, conte
             context[key] = _soft_dots(context[key])
 
 
+# -- the imports of the docstring examples ------------------------------------------------------
+# pytest runs a docstring's examples in its module's namespace, with ``torch`` added
+# (torch_dash_optim/conftest.py), so the examples in the source do not import what they use. A
+# reader who copies one from an API page has neither: the page shows each docstring's examples
+# with the imports they need added in front (``import torch``, ``from torch_dash_optim import
+# DASHWrapper``...), and the doctest build runs them as shown.
+def _example_imports(module_name: str, code: str) -> list[str]:
+    """The import statements that the example ``code`` of a docstring in ``module_name`` needs."""
+    import ast
+    import builtins
+    import inspect
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    defined = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+    used = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+    namespace = vars(sys.modules[module_name])
+    plain: list[str] = []
+    froms: dict[str, list[str]] = {}
+    for name in dict.fromkeys(used):
+        if name in defined or name not in namespace and name != "torch":
+            continue
+        if name == "torch":
+            plain.append("import torch")
+            continue
+        value = namespace[name]
+        if inspect.ismodule(value):
+            dotted = value.__name__
+            plain.append(f"import {dotted}" if dotted == name else f"import {dotted} as {name}")
+        elif name in getattr(torch_dash_optim, "__all__", ()) and getattr(torch_dash_optim, name) is value:
+            froms.setdefault("torch_dash_optim", []).append(name)
+        else:
+            home = getattr(value, "__module__", None)
+            source = home if home and getattr(sys.modules.get(home), name, None) is value else module_name
+            froms.setdefault(source, []).append(name)
+    return sorted(plain) + [
+        f"from {source} import {', '.join(sorted(names))}" for source, names in sorted(froms.items())
+    ]
+
+
+def _show_example_imports(app: object, what: str, name: str, obj: object, options: object, lines: list[str]) -> None:
+    """Put the imports a docstring's examples need in front of its first example."""
+    first = next((i for i, line in enumerate(lines) if line.lstrip().startswith(">>>")), None)
+    if first is None:
+        return
+    parts = name.split(".")
+    module_name = next(
+        (".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in sys.modules), ""
+    )
+    if not module_name.startswith("torch_dash_optim"):
+        return
+    code = "\n".join(line.strip()[4:] for line in lines if line.strip().startswith((">>> ", "... ")))
+    indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
+    lines[first:first] = [f"{indent}>>> {statement}" for statement in _example_imports(module_name, code)]
+
+
+# -- "[docs]" links of the highlighted sources ---------------------------------------------------
+# viewcode links each object of a module's source page back to where it is documented, as
+# page#<prefix>.<name>, with one prefix per module. An object documented twice, under its
+# re-exported name (torch_dash_optim.sam_amp_step, on api/sam_amp_step) and under its module
+# (torch_dash_optim.amp.sam_amp_step, on api/modules/amp), can then get the page of one and the
+# prefix of the other: a dead anchor. Rewrite each such link to a name that is documented: the
+# one on the linked page if there is one, else the module's or a parent package's.
+def _mend_viewcode_backlinks(app: object, pagename: str, templatename: str, context: dict, doctree: object) -> None:
+    import posixpath
+    import re
+
+    if not pagename.startswith("_modules/") or not context.get("body"):
+        return
+    modname = pagename.removeprefix("_modules/").replace("/", ".")
+    entry = getattr(app.env, "_viewcode_modules", {}).get(modname)
+    if not entry:
+        return
+    refname = entry[3]
+    objects = app.env.get_domain("py").objects
+    parts = modname.split(".")
+    prefixes = [refname, modname] + [".".join(parts[:n]) for n in range(len(parts) - 1, 0, -1)]
+
+    def mend(m: re.Match[str]) -> str:
+        url, anchor = m.group(2), m.group(3)
+        if not anchor.startswith(refname + "."):
+            return m.group(0)
+        name = anchor.removeprefix(refname + ".")
+        linked = posixpath.normpath(posixpath.join(posixpath.dirname(pagename), url)).removesuffix(".html")
+        found = [f"{p}.{name}" for p in prefixes if f"{p}.{name}" in objects]
+        found.sort(key=lambda key: objects[key].docname != linked)  # the linked page first
+        if not found:
+            return m.group(0)
+        target = app.builder.get_relative_uri(pagename, objects[found[0]].docname)
+        return f'{m.group(1)}"{target}#{found[0]}"'
+
+    context["body"] = re.sub(r'(<a class="viewcode-back" href=)"([^"#]*)#([^"]+)"', mend, context["body"])
+
+
+# -- examples that need an absent framework ---------------------------------------------------
+# Where an integration's framework is absent (mocked above, as on Read the Docs or in a venv
+# with only the test extra), the doctest builder cannot run that module's examples: they are
+# left out of the doctest build, as pytest skips the module. The html build still shows them.
+_FRAMEWORK_OF = {
+    "torch_dash_optim.integrations.lightning": "lightning",
+    "torch_dash_optim.integrations.transformers": "transformers",
+}
+
+
+def _drop_examples_of_absent_frameworks(
+    app: object, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    if getattr(getattr(app, "builder", None), "name", "") != "doctest":
+        return
+    module = next((m for m in _FRAMEWORK_OF if name == m or name.startswith(m + ".")), None)
+    if module is None or _FRAMEWORK_OF[module] not in autodoc_mock_imports:
+        return
+    kept, in_example = [], False
+    for line in lines:
+        if line.lstrip().startswith(">>>"):
+            in_example = True
+        elif not line.strip():
+            in_example = False
+        if not in_example:
+            kept.append(line)
+    lines[:] = kept
+
+
 def setup(app: object) -> None:
     import importlib
     import pkgutil
+
+    app.connect("html-page-context", _mend_viewcode_backlinks)
+    app.connect("autodoc-process-docstring", _drop_examples_of_absent_frameworks)
+    app.connect("autodoc-process-docstring", _show_example_imports)
 
     app.connect("html-page-context", _break_names_after_dots, priority=900)  # after furo's
     app.connect("source-read", _drop_missing_entries)
     app.add_directive("changelog", _changelog_directive())
     app.add_directive("dash-exports", _exports_directive())
 
-    for info in pkgutil.walk_packages(torch_dash_optim.__path__, "torch_dash_optim."):
-        leaf = info.name.rsplit(".", 1)[-1]
-        if not leaf.startswith("_") and leaf != "conftest":  # conftest needs pytest
-            _evaluate_constructor_hints(importlib.import_module(info.name))
+    from sphinx.ext.autodoc.mock import mock
+
+    with mock(autodoc_mock_imports):  # the integration modules import their frameworks
+        for info in pkgutil.walk_packages(torch_dash_optim.__path__, "torch_dash_optim."):
+            leaf = info.name.rsplit(".", 1)[-1]
+            if not leaf.startswith("_") and leaf != "conftest":  # conftest needs pytest
+                _evaluate_constructor_hints(importlib.import_module(info.name))

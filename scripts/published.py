@@ -16,8 +16,11 @@ result files, and the format to render::
     .. end generated
 
 The renderer is ``module:function``, imported with the repository root on ``sys.path`` and
-called as ``function(fmt)`` with ``fmt`` either ``"md"`` or ``"rst"``; it returns the block's
-text (it reads the committed files under ``results/``; it never runs an experiment).
+called as ``function(fmt, *args)`` with ``fmt`` either ``"md"`` or ``"rst"`` and ``args`` the
+words that follow the format on the marker line, if any (for example the results folder a
+table reads: ``<!-- generated: torch_dash_optim.experiments.publish:table md
+experiments-mnist1d-cnn1d -->``); it returns the block's text (it reads the committed files
+under ``results/``; it never runs an experiment).
 
 Usage::
 
@@ -41,10 +44,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_MD = re.compile(r"^<!-- generated: (?P<spec>[\w.]+:\w+) (?P<fmt>md|rst) -->\n(?P<body>.*?)^<!-- end generated -->$",
-                 re.M | re.S)
-_RST = re.compile(r"^\.\. generated: (?P<spec>[\w.]+:\w+) (?P<fmt>md|rst)\n\n(?P<body>.*?)^\.\. end generated$",
-                  re.M | re.S)
+_HEAD = r"generated: (?P<spec>[\w.]+:\w+) (?P<fmt>md|rst)(?P<args>(?: [\w.-]+)*)"
+_MD = re.compile(r"^<!-- " + _HEAD + r" -->\n(?P<body>.*?)^<!-- end generated -->$", re.M | re.S)
+_RST = re.compile(r"^\.\. " + _HEAD + r"\n\n(?P<body>.*?)^\.\. end generated$", re.M | re.S)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,12 @@ class Block:
     fmt: str
     body: str
     span: tuple[int, int]
+    args: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The renderer and its arguments, as on the marker line."""
+        return " ".join([self.spec, *self.args])
 
 
 def documents(root: Path = ROOT) -> list[Path]:
@@ -69,7 +77,7 @@ def blocks(path: Path) -> Iterator[Block]:
     text = path.read_text(encoding="utf-8")
     pattern = _MD if path.suffix == ".md" else _RST
     for m in pattern.finditer(text):
-        yield Block(path, m["spec"], m["fmt"], m["body"], m.span("body"))
+        yield Block(path, m["spec"], m["fmt"], m["body"], m.span("body"), tuple(m["args"].split()))
 
 
 def renderer(spec: str) -> Callable[[str], str]:
@@ -82,7 +90,7 @@ def renderer(spec: str) -> Callable[[str], str]:
 
 def render(block: Block) -> str:
     """The text the block should hold, ending in exactly one newline (plus a blank line in reST)."""
-    text = renderer(block.spec)(block.fmt).strip("\n") + "\n"
+    text = renderer(block.spec)(block.fmt, *block.args).strip("\n") + "\n"
     return text + ("\n" if block.path.suffix != ".md" else "")
 
 
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     for block, want in bad:
         rel = block.path.relative_to(ROOT)
         diff = difflib.unified_diff(block.body.splitlines(), want.splitlines(), f"{rel} (now)",
-                                    f"{rel} ({block.spec})", lineterm="")
+                                    f"{rel} ({block.name})", lineterm="")
         print("\n".join(diff))
     if bad:
         print(f"{len(bad)} stale generated block(s); run: python scripts/published.py --write")

@@ -3,7 +3,9 @@
 Both Sphinx builds run as in CI and on Read the Docs (nitpicky, ``-W --keep-going``), offline,
 in a temporary folder; they are started together, since each mostly waits on imports and I/O.
 The built pages are then read as a browser would: no leaked markup, no resource from the
-network, every public class on a page of its own and in the navigation.
+network, every public class on a page of its own and in the navigation, no dead internal link
+or anchor, and no page wider than a 400 px phone screen, measured in headless Chromium
+(``docs/check_site.py``; skipped without Chromium, except under ``DASH_REQUIRE_BROWSER=1``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from _without import NOT_IN_DOCS_EXTRA, env_without
 from test_docs_markup import find_leaked_markup
 
 import torch_dash_optim
@@ -57,12 +60,18 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, su
     """Run the html and doctest builds concurrently; return their output folders and results."""
     env = {k: v for k, v in os.environ.items() if k not in ("READTHEDOCS", "DASH_DOCS_ONLINE")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # The html build runs as on Read the Docs, where only torch and the docs extra are installed:
+    # the other extras cannot be imported (the integrations' API pages are built from stand-ins).
+    # The doctest build runs the integrations' examples, so it needs them.
+    envs = {"html": env_without(tmp_path_factory.mktemp("without"), NOT_IN_DOCS_EXTRA, env), "doctest": env}
     procs = {}
     for builder in ("html", "doctest"):
         base = tmp_path_factory.mktemp(builder)
         cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
                "-d", str(base / "doctrees"), str(DOCS), str(base / "out")]  # fmt: skip
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=envs[builder], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         procs[builder] = (base / "out", cmd, proc)
     results = {}
     for builder, (out, cmd, proc) in procs.items():
@@ -96,6 +105,15 @@ def test_html_builds_without_warnings(builds: dict) -> None:
     )
     words = re.findall(r"[A-Za-z]{5,}", first_entry)[:4]
     assert words and all(w in changelog for w in words), words
+
+
+def test_the_integrations_api_is_built_without_their_frameworks(builds: dict) -> None:
+    """The html build ran with lightning and transformers unimportable, and documents them."""
+    out, result = builds["html"]
+    _check(result)
+    for module in ("lightning", "transformers"):
+        page = (out / "api" / "integrations" / f"{module}.html").read_text(encoding="utf-8")
+        assert re.search(r'class="sig-name descname"><span class="pre">DASHCallback<', page), module
 
 
 def test_every_public_symbol_is_in_the_api_reference(builds: dict) -> None:
@@ -232,3 +250,77 @@ def test_changelog_headings_keep_links_and_drop_undefined_brackets() -> None:
     text = "# Changelog\n\n## [Unreleased]\n\n## [0.2.0] - 2026-11-27\n\n- a [link](x)\n\n[0.2.0]: https://x/0.2.0\n"
     assert unbracket(text) == text.replace("## [Unreleased]", "## Unreleased")
     assert unbracket("## [1.0]\n\n[1.0]: https://x\n") == "## [1.0]\n\n[1.0]: https://x\n"
+
+
+# -- links and the width of a phone (docs/check_site.py) ------------------------------------------
+def _check_site() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_dash_check_site", DOCS / "check_site.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _chromium() -> str:
+    """Headless Chromium (Debian's ``chromium``); skip without it, unless DASH_REQUIRE_BROWSER=1."""
+    chromium = _check_site().find_chromium()
+    if chromium is None:
+        if os.environ.get("DASH_REQUIRE_BROWSER") == "1":
+            pytest.fail("DASH_REQUIRE_BROWSER=1 but chromium is not installed (apt-get install chromium)")
+        pytest.skip(
+            "chromium is not installed (apt-get install chromium; or set DASH_CHROMIUM): the width is not measured"
+        )
+    return chromium
+
+
+def test_no_internal_link_or_anchor_is_dead(builds: dict) -> None:
+    out, result = builds["html"]
+    assert (out / "index.html").is_file(), result.stdout
+    dead = _check_site().dead_links(out)
+    assert not dead, "dead internal links:\n" + "\n".join(dead)
+
+
+def test_no_page_is_wider_than_a_phone(builds: dict) -> None:
+    """Every page fits 400 px: maths and wide tables scroll in their own box."""
+    chromium = _chromium()
+    out, result = builds["html"]
+    assert (out / "index.html").is_file(), result.stdout
+    check = _check_site()
+    widths = check.page_widths(out, chromium)
+    assert len(widths) >= 40 and "faq.html" in widths, sorted(widths)
+    wide = {page: w for page, w in widths.items() if w[0] is None or w[0] > check.VIEWPORT_PX}
+    assert not wide, f"pages wider than {check.VIEWPORT_PX} px (width, widest elements): {wide}"
+
+
+def _tiny_site(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "ok.html").write_text(
+        '<html><body><p id="here">fits</p><a href="wide.html#top">x</a><a href="ok.html#here">y</a>'
+        '<div style="overflow-x:auto"><div style="width:900px">a wide table in its own box</div></div></body></html>'
+    )
+    (folder / "wide.html").write_text(
+        '<html><body id="top"><div style="width:600px">too wide</div><a href="gone.html">x</a>'
+        '<a href="ok.html#nowhere">y</a><a href="https://example.org/">z</a></body></html>'
+    )
+    return folder
+
+
+def test_the_link_check_finds_missing_files_and_anchors(tmp_path: Path) -> None:
+    dead = _check_site().dead_links(_tiny_site(tmp_path / "site"))
+    assert dead == ["wide.html: gone.html (no such file)", "wide.html: ok.html#nowhere (no such anchor)"]
+
+
+def test_the_width_check_finds_a_wide_page(tmp_path: Path) -> None:
+    chromium = _chromium()
+    widths = _check_site().page_widths(_tiny_site(tmp_path / "site"), chromium)
+    assert widths["ok.html"][0] <= 400, widths  # a wide box that scrolls by itself is fine
+    assert widths["wide.html"][0] > 400, widths
+
+
+def test_no_page_has_a_contents_directive(builds: dict) -> None:
+    """Furo shows an error box in place of a ``.. contents::`` table (it has its own)."""
+    out, result = builds["html"]
+    assert (out / "index.html").is_file(), result.stdout
+    pattern = re.compile(r'class="(?:topic )?contents(?![^"]*this-will-duplicate-information)')
+    offenders = [str(page.relative_to(out)) for page in _pages(out) if pattern.search(page.read_text("utf-8"))]
+    assert not offenders, f"pages with a contents directive: {offenders}"

@@ -62,9 +62,7 @@ def test_grads_modes_and_buffers_come_back_exactly(train_mode):
     model, data = _setup()
     extra = _user_state(model, data)
     before = snapshot(model, extra=[extra])
-    res = gather_direction(
-        list(model.parameters()) + [extra], data, _loss(model), model=model, train_mode=train_mode
-    )
+    res = gather_direction(list(model.parameters()) + [extra], data, _loss(model), model=model, train_mode=train_mode)
     assert all(d is not None for d in res.directions[:-1]) and res.directions[-1] is None
     assert_unchanged(before, model, extra=[extra])
 
@@ -192,8 +190,13 @@ def test_failures_leave_everything_exactly_as_it_was(train_mode, kind, match, fa
         loss = _loss_failing_at(model, at, bad.get(failure, failure))
     with pytest.raises(kind, match=match):
         gather_direction(
-            params, loader, loss, model=model, trainable=list(model.parameters()) + [extra],
-            train_mode=train_mode, names=["first", "last", "extra"],
+            params,
+            loader,
+            loss,
+            model=model,
+            trainable=list(model.parameters()) + [extra],
+            train_mode=train_mode,
+            names=["first", "last", "extra"],
         )
     if at:  # batches before the failure ran: the pass had really moved grads, modes (and buffers)
         assert moved == {"buffers": train_mode, "modes": True, "grads": True}
@@ -205,3 +208,62 @@ def _failing_loader(data, at):
         if i == at:
             raise _Boom("in the loader")
         yield batch
+
+
+class _Checkpointed(nn.Module):
+    def __init__(self, reentrant: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.c, self.b = nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+        self.reentrant = reentrant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.utils.checkpoint.checkpoint(self.c, self.a(x), use_reentrant=self.reentrant)
+        return self.b(h)
+
+
+def test_reentrant_activation_checkpointing_is_refused_with_the_fix_and_nothing_changes():
+    from torch_dash_optim import DASHWrapper
+
+    model = _Checkpointed(reentrant=True)
+    opt = DASHWrapper(torch.optim.Adam(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss())
+    data = [(torch.randn(5, 3), torch.randint(0, 2, (5,))) for _ in range(3)]
+    nn.functional.cross_entropy(model(data[0][0]), data[0][1]).backward()
+    opt.step()
+    before = snapshot(model, opt)
+    with pytest.raises(RuntimeError, match=r"reentrant activation checkpointing.*use_reentrant=False"):
+        opt.on_new_data(data)
+    assert_unchanged(before, model, opt)
+    assert opt.num_dash_calls == 0
+    model.reentrant = False  # the fix the error names works
+    report = opt.on_new_data(data)
+    assert report.num_batches == 3 and not report.skipped and opt.num_dash_calls == 1
+
+
+class _ClippedActivation(nn.Module):
+    """Clips the gradient of its hidden activation in forward: a non-linear hook on an activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(3, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        if h.requires_grad:
+            h.register_hook(lambda g: g.clamp(-1e-3, 1e-3))
+        return self.b(h)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.05])
+def test_a_clipping_hook_on_an_activation_sees_each_batch_gradient(alpha):
+    model = _ClippedActivation()
+    params = list(model.parameters())
+    data = [(torch.randn(16, 3) * 5, torch.randint(0, 2, (16,))) for _ in range(30)]
+    expected = [torch.zeros_like(p) for p in params]
+    for grads in _batch_grads(model, data, params):  # the authors' rule: each batch on its own
+        for e, g in zip(expected, grads):
+            e.mul_(1 - alpha).add_(-alpha * g)
+    res = gather_direction(params, data, _loss(model), alpha=alpha, model=model)
+    for d, e in zip(res.directions, expected):
+        torch.testing.assert_close(d, e, rtol=1e-5, atol=1e-9)

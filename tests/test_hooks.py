@@ -141,8 +141,8 @@ def test_no_grad_leaks_outside_the_optimizer_or_into_the_loss_module() -> None:
     assert criterion.temperature.grad is None
 
 
-@pytest.mark.parametrize("call", ["step", "on_new_data"])
-def test_step_or_on_new_data_from_inside_the_loss_is_refused(call: str) -> None:
+@pytest.mark.parametrize("call", ["step", "zero_grad", "on_new_data"])
+def test_step_zero_grad_or_on_new_data_from_inside_the_loss_is_refused(call: str) -> None:
     model, data = _model(), _data(3)
     opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), model=model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -151,6 +151,8 @@ def test_step_or_on_new_data_from_inside_the_loss_is_refused(call: str) -> None:
         value = nn.functional.cross_entropy(out, y)
         if call == "step":
             opt.step()
+        elif call == "zero_grad":  # would clear the direction gathered in .grad so far
+            opt.zero_grad()
         else:
             opt.on_new_data(data, loss_fn=nn.CrossEntropyLoss())
         return value
@@ -195,4 +197,77 @@ def test_global_step_hooks_fire_once_per_wrapped_step() -> None:
         assert counts == {"pre": 2, "post": 2}
     finally:
         for h in handles:
+            h.remove()
+
+
+def _record_step_hooks(opt: torch.optim.Optimizer) -> tuple[list[tuple[str, Any]], list[Any]]:
+    calls: list[tuple[str, Any]] = []
+    handles = [
+        register_optimizer_step_pre_hook(lambda o, a, k: calls.append(("global pre", o))),
+        register_optimizer_step_post_hook(lambda o, a, k: calls.append(("global post", o))),
+        opt.register_step_pre_hook(lambda o, a, k: calls.append(("local pre", o))),
+        opt.register_step_post_hook(lambda o, a, k: calls.append(("local post", o))),
+    ]
+    return calls, handles
+
+
+@pytest.mark.parametrize("kind", ["plain", "sam"])
+def test_step_hooks_fire_in_torchs_order_once_with_the_wrapper(kind: str) -> None:
+    model, data = _model(), _data(1)
+    x, y = data[0]
+    bare = torch.optim.SGD(_model().parameters(), lr=0.1)
+    if kind == "plain":
+        opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model)
+    else:
+        opt = DASHWrapper(SAM(model.parameters(), torch.optim.SGD, lr=0.1), model=model)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    expected = ["global pre", "local pre", "local post", "global post"]
+    inner = {"n": 0}
+    for o in (bare, opt):
+        calls, handles = _record_step_hooks(o)
+        if o is opt:  # hooks registered on the inner optimizer itself still fire, inside
+            handles.append(opt.optimizer.register_step_pre_hook(lambda o, a, k: inner.__setitem__("n", 1)))
+        try:
+            if o is bare:
+                for p in bare.param_groups[0]["params"]:
+                    p.grad = torch.zeros_like(p)
+                o.step()
+            else:
+                o.step(closure) if kind == "sam" else (closure(), o.step())
+        finally:
+            for h in handles:
+                h.remove()
+        assert [c for c, _ in calls] == expected
+        assert all(who is o for _, who in calls)
+        if o is opt:
+            assert inner["n"] == 1
+
+
+def test_a_global_hook_registered_inside_a_step_is_kept() -> None:
+    model, data = _model(), _data(1)
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model)
+    late: list[Any] = []
+    seen: list[Any] = []
+
+    def register_another(o: Any, a: Any, k: Any) -> None:
+        if not late:
+            late.append(register_optimizer_step_pre_hook(lambda o, a, k: seen.append(o)))
+
+    first = register_optimizer_step_pre_hook(lambda o, a, k: None)
+    opt.optimizer.register_step_pre_hook(register_another)
+    try:
+        x, y = data[0]
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.step()
+        assert seen == [opt]
+    finally:
+        first.remove()
+        for h in late:
             h.remove()

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -68,12 +69,38 @@ def test_the_issue_figures() -> None:
     assert skippable(50, 0.3, 1e-4) == 24  # about half of the paper's last experiment
 
 
-@pytest.mark.parametrize("bad", [-1e-3, 1.0, 2, float("nan"), float("inf"), True, "1e-4", None])
+@pytest.mark.parametrize("bad", [-1e-3, 1.0, 2, float("nan"), float("inf"), np.float32(1.5)])
 def test_bad_tol_is_refused_with_the_fix(bad: Any) -> None:
     with pytest.raises(ValueError, match=r"outside \[0, 1\); use 0"):
         check_tol(bad)
     with pytest.raises(ValueError, match="tol="):
         _wrapper(_model(), tol=bad)
+
+
+@pytest.mark.parametrize("bad", [True, "1e-4", None, torch.tensor(1e-4)])
+def test_a_tol_that_is_not_a_number_is_refused_for_its_type(bad: Any) -> None:
+    with pytest.raises(TypeError, match=r"tol must be a number in \[0, 1\); got .* of type"):
+        check_tol(bad)
+    with pytest.raises(TypeError, match="tol must be"):
+        _wrapper(_model(), tol=bad)
+
+
+@pytest.mark.parametrize("tol", [np.float32(1e-4), np.float64(1e-4), np.float16(1e-3)])
+def test_numpy_scalars_are_accepted_as_tol(tol: Any) -> None:
+    assert check_tol(tol) == float(tol)
+    assert _wrapper(_model(), tol=tol).config.tol == float(tol)
+
+
+def test_a_tiny_alpha_with_tol_keeps_every_batch_instead_of_dividing_by_zero() -> None:
+    # 1 - 1e-17 rounds to 1.0: log(1 - alpha) was 0 (ZeroDivisionError), and the guards looped forever
+    assert kept_batches(1e-17, 1e-4) > 10**17
+    assert skippable(1000, 1e-17, 1e-4) == 0
+    model = _model()
+    opt = DASHWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss(), alpha=1e-17, tol=1e-4
+    )
+    report = opt.on_new_data(_batches(3))
+    assert report.skipped_batches == 0 and report.num_batches == 3
 
 
 def test_tol_with_average_mean_is_refused_everywhere() -> None:

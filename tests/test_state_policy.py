@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 from _models import SmallCNN, make_data, train_steps
+from _snapshot import assert_unchanged, snapshot
 from torch import nn
 
 from torch_dash_optim import SAM, DASHWrapper, state_policy
@@ -154,25 +155,34 @@ def test_asgd_averaged_weights_are_shrunk_with_the_weights_under_every_policy(po
     assert report.mean_factor < 1
 
 
-def test_factored_second_moments_are_scaled_where_the_factors_allow_it(monkeypatch):
+def _adafactor_second_moment(state: dict, eps1: float) -> torch.Tensor:
+    """The second moment Adafactor uses, rebuilt from its factored state as torch does."""
+    row, col = state["row_var"], state["col_var"]
+    return (row @ col) / row.mean(dim=-2, keepdim=True).clamp(min=eps1)
+
+
+@pytest.mark.parametrize("granularity", ["kernel", "neuron", "tensor"])
+def test_adafactors_factored_second_moment_is_scaled_by_the_factor_squared(granularity, monkeypatch):
     monkeypatch.setattr(state_policy, "_WARNED", set())
+    torch.manual_seed(0)
     conv, lin = nn.Parameter(torch.randn(4, 3, 2, 2)), nn.Parameter(torch.randn(5, 6))
     opt = torch.optim.Adafactor([conv, lin], lr=0.01)
-    for p in (conv, lin):
-        p.grad = torch.randn_like(p)
-    opt.step()
-    f_conv, f_lin = torch.rand(4, 3, 1, 1) + 0.1, torch.rand(5, 1) + 0.1
-    state = {p: {k: v.clone() for k, v in opt.state[p].items()} for p in (conv, lin)}
-    with pytest.warns(UnknownStateWarning, match="col_var"):
-        plan = plan_state("scale", opt, [("conv", conv, f_conv), ("lin", lin, f_lin)])
+    for _ in range(3):
+        for p in (conv, lin):
+            p.grad = torch.randn_like(p) * torch.arange(1.0, p.shape[0] + 1).reshape(-1, *([1] * (p.ndim - 1)))
+        opt.step()
+    dims = {conv: F.unit_dims(conv.ndim, granularity), lin: F.unit_dims(lin.ndim, granularity)}
+    factors = {p: F.dash_factors(p, torch.randn_like(p), dims[p], 0.1) for p in (conv, lin)}
+    eps1 = torch.finfo(torch.float32).eps
+    before = {p: _adafactor_second_moment(opt.state[p], eps1) for p in (conv, lin)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownStateWarning)  # nothing is left alone
+        plan = plan_state("scale", opt, [("conv", conv, factors[conv]), ("lin", lin, factors[lin])])
+    assert plan.unknown == {}
     F.shrink_(plan.tensors, plan.factors)
-    # A conv kernel's factor is constant over both reduced dims: both factored moments scale exactly.
-    torch.testing.assert_close(opt.state[conv]["row_var"], state[conv]["row_var"] * f_conv**2)
-    torch.testing.assert_close(opt.state[conv]["col_var"], state[conv]["col_var"] * f_conv**2)
-    # A Linear row's factor varies along the column moment's reduced dim: left alone and reported.
-    torch.testing.assert_close(opt.state[lin]["row_var"], state[lin]["row_var"] * f_lin**2)
-    assert torch.equal(opt.state[lin]["col_var"], state[lin]["col_var"])
-    assert plan.unknown == {"lin": ["col_var"]}
+    for p in (conv, lin):
+        after = _adafactor_second_moment(opt.state[p], eps1)
+        torch.testing.assert_close(after, before[p] * factors[p] ** 2, rtol=1e-5, atol=1e-12)
 
 
 def train_steps_mse(model, opt, data):
@@ -303,3 +313,97 @@ def test_unknown_policy_is_refused():
     model = nn.Linear(2, 2)
     with pytest.raises(ValueError, match="unknown state 'zero'; use one of 'keep', 'scale', 'reset'"):
         DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, state="zero")
+
+
+class _GroupStepSGD(torch.optim.Optimizer):
+    """A momentum SGD with bias correction that counts steps per group (as Adan-like optimizers do)."""
+
+    def __init__(self, params, lr=0.1, beta=0.9):
+        super().__init__(params, dict(lr=lr, beta=beta))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            group["step"] = group.get("step", 0) + 1
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["m"] = torch.zeros_like(p)
+                state["m"].lerp_(p.grad, 1 - group["beta"])
+                p.add_(state["m"] / (1 - group["beta"] ** group["step"]), alpha=-group["lr"])
+        return loss
+
+
+def _sf_adamw(params):
+    schedulefree = pytest.importorskip("schedulefree")
+    return schedulefree.AdamWScheduleFree(params, lr=0.01, warmup_steps=0)
+
+
+def _sf_sgd(params):
+    schedulefree = pytest.importorskip("schedulefree")
+    return schedulefree.SGDScheduleFree(params, lr=0.05, warmup_steps=2)
+
+
+def _first_update_after(make, reset_by_dash: bool):
+    """The weights after one step taken right after a reset (or on a fresh optimizer on the same weights)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(8, 6, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(3)]
+    opt = DASHWrapper(make(model.parameters()), model=model, loss_fn=nn.CrossEntropyLoss(), state="reset")
+    if hasattr(opt.optimizer, "train"):
+        opt.optimizer.train()
+    train_steps(model, opt, data, steps=20)
+    opt.on_new_data(data)
+    if not reset_by_dash:  # a fresh optimizer on the shrunk weights
+        opt = make(model.parameters())
+        if hasattr(opt, "train"):
+            opt.train()
+    x, y = data[0]
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    return [p.detach().clone() for p in model.parameters()], opt
+
+
+@pytest.mark.filterwarnings("ignore::torch_dash_optim.state_policy.UnknownStateWarning")
+@pytest.mark.parametrize("make", [_GroupStepSGD, _sf_adamw, _sf_sgd], ids=["group-step", "sf-adamw", "sf-sgd"])
+def test_reset_restarts_group_counters_as_a_fresh_optimizer(make):
+    after_reset, opt = _first_update_after(make, reset_by_dash=True)
+    fresh, fresh_opt = _first_update_after(make, reset_by_dash=False)
+    for a, b in zip(after_reset, fresh, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    for group, fresh_group in zip(opt.param_groups, fresh_opt.param_groups, strict=True):
+        for key in ("step", "k", "weight_sum", "lr_max"):
+            assert group.get(key) == fresh_group.get(key)
+
+
+@pytest.mark.parametrize("make", [_GroupStepSGD, _sf_adamw], ids=["group-step", "sf-adamw"])
+def test_reset_refuses_a_group_counter_shared_with_parameters_it_does_not_shrink(make):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 3))
+    data = [(torch.randn(8, 6), torch.randint(0, 3, (8,))) for _ in range(3)]
+    opt = DASHWrapper(make(model.parameters()), model=model, loss_fn=nn.CrossEntropyLoss(), state="reset")
+    if hasattr(opt.optimizer, "train"):
+        opt.optimizer.train()
+    train_steps(model, opt, data, steps=3)
+    before = snapshot(model, opt)
+    with pytest.raises(ValueError, match=r"state='reset' cannot give param group 0 .* counters .*own"):
+        opt.on_new_data(data)
+    assert_unchanged(before, model, opt)
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.startswith("1.")]},
+        {"params": list(model[1].parameters()), "dash": False},
+    ]
+    split = DASHWrapper(make(groups), model=model, loss_fn=nn.CrossEntropyLoss(), state="reset")
+    if hasattr(split.optimizer, "train"):
+        split.optimizer.train()
+    train_steps(model, split, data, steps=3)
+    split.on_new_data(data)  # the fix the error names
+    assert split.param_groups[1].get("step", split.param_groups[1].get("k")) == 3

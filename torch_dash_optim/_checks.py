@@ -1,34 +1,71 @@
-"""Argument checks shared by the public classes: each error names the bad value and the fix."""
+"""Argument checks shared by the public classes: each error names the bad value and the fix.
+
+Numbers may be Python ``int``/``float`` or any other real scalar (NumPy's ``float32``,
+``int64``, ...: everything registered as :class:`numbers.Real`); they are returned as a
+Python ``float``. ``bool`` is refused: ``True`` is not meant as ``1.0``.
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
 
+def check_real(name: str, value: Any, interval: str) -> float:
+    """Return ``value`` as a float if it is a real scalar (not a bool), else raise TypeError.
+
+    Parameters
+    ----------
+    name:
+        The argument's name, for the message.
+    value:
+        The value to check.
+    interval:
+        The accepted interval, for the message (e.g. ``"[0, 1]"``).
+
+    Returns
+    -------
+    float
+        ``float(value)``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is a bool or not a real scalar.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_real("tol", np.float32(0.5), "[0, 1)")
+    0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in {interval}; got {value!r} of type {type(value).__name__}")
+    return float(value)
+
+
 def check_lambd(lambd: Any, where: str = "lambd") -> float:
     """Return ``lambd`` as a float in [0, 1], or raise."""
-    if isinstance(lambd, bool) or not isinstance(lambd, (int, float)):
-        raise TypeError(f"{where} must be a number in [0, 1]; got {lambd!r} of type {type(lambd).__name__}")
-    if not (0.0 <= float(lambd) <= 1.0):
+    value = check_real(where, lambd, "[0, 1]")
+    if not (0.0 <= value <= 1.0):
         raise ValueError(
             f"{where}={lambd!r} is outside [0, 1]; it is the floor of the shrink factor "
             "(the paper uses 0.3; 1 disables shrinking)"
         )
-    return float(lambd)
+    return value
 
 
 def check_alpha(alpha: Any) -> float:
     """Return ``alpha`` as a float in (0, 1], or raise."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a number in (0, 1]; got {alpha!r} of type {type(alpha).__name__}")
-    if not (0.0 < float(alpha) <= 1.0) or math.isnan(float(alpha)):
+    value = check_real("alpha", alpha, "(0, 1]")
+    if not (0.0 < value <= 1.0) or math.isnan(value):
         raise ValueError(
             f"alpha={alpha!r} is outside (0, 1]; it is the EMA weight of each new batch "
             "(the paper uses 0.3; 1 keeps only the last batch)"
         )
-    return float(alpha)
+    return value
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:

@@ -6,20 +6,26 @@ stale aliases: ``load_state_dict`` of the inner optimizer replaces its group lis
 properties that read through every time, and the hook registries of ``Optimizer.__init__`` are
 set up here without creating any groups of our own.
 
-Step hooks: hooks registered on the wrapper itself (``register_step_pre_hook``) fire around
-its ``step``. Global hooks (:func:`torch.optim.optimizer.register_optimizer_step_pre_hook`)
-fire once per step, for the innermost optimizer that really updates the parameters, not a
-second time for each wrapper around it.
+Step hooks fire as on a bare optimizer, once per step of the wrapper, with the wrapper (the
+object the user holds) as their argument: global pre-hooks
+(:func:`torch.optim.optimizer.register_optimizer_step_pre_hook`), the wrapper's own pre-hooks,
+the step, the wrapper's own post-hooks, global post-hooks. The optimizers inside (the wrapped
+one, a SAM's base) still fire the hooks registered on themselves, but not the global ones a
+second time: while the wrapper's step runs, torch's global hook tables are swapped for empty
+ones (and put back, with any hook registered meanwhile, on exit).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Any
 
 from torch.optim import Optimizer
+from torch.optim import optimizer as _optimizer_module
 
 _HOOK_REGISTRIES = (
     "_optimizer_step_pre_hooks",
@@ -50,12 +56,12 @@ class DelegatingOptimizer(Optimizer):
         self._patch_step_function()
 
     def _patch_step_function(self) -> None:
-        # Like Optimizer._patch_step_function, but the wrapper's step runs only the hooks
-        # registered on the wrapper: the global hooks fire for the inner optimizer's step.
+        # Like Optimizer._patch_step_function: the hooks fire in torch's order, with the wrapper
+        # as argument; the optimizers inside do not fire the global hooks a second time.
         self._zero_grad_profile_name = f"Optimizer.zero_grad#{type(self).__name__}.zero_grad"
         cls = type(self)
         if not getattr(cls.step, "hooked", False):
-            cls.step = _instance_hooks_only(cls.step)  # type: ignore[method-assign]
+            cls.step = _outer_step(cls.step)  # type: ignore[method-assign]
             cls.step.hooked = True  # type: ignore[attr-defined]
 
     # -- read-through views --------------------------------------------------------------
@@ -132,11 +138,40 @@ class DelegatingOptimizer(Optimizer):
         return getattr(inner, name)
 
 
-def _instance_hooks_only(func: Callable[..., Any]) -> Callable[..., Any]:
+@contextlib.contextmanager
+def _global_hooks_silenced() -> Iterator[None]:
+    """Swap torch's global step-hook tables for empty ones; put them back (merged) on exit.
+
+    The wrapper has fired the global hooks itself, with itself as argument; the inner
+    optimizer's patched ``step`` must not fire them again. Not thread-safe, like every global
+    hook table of torch: another thread's optimizer stepping inside this window would not see
+    the global hooks. A hook registered inside the window is kept.
+    """
+    mod = _optimizer_module
+    pre, post = mod._global_optimizer_pre_hooks, mod._global_optimizer_post_hooks
+    if not pre and not post:  # the usual case: nothing to hide
+        yield
+        return
+    mod._global_optimizer_pre_hooks, mod._global_optimizer_post_hooks = OrderedDict(), OrderedDict()
+    try:
+        yield
+    finally:
+        added_pre, added_post = mod._global_optimizer_pre_hooks, mod._global_optimizer_post_hooks
+        mod._global_optimizer_pre_hooks, mod._global_optimizer_post_hooks = pre, post
+        pre.update(added_pre)
+        post.update(added_post)
+
+
+def _outer_step(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with the step hooks around it, in the order and with the argument of torch's."""
+
+    # No profiler range of its own: the inner optimizer's patched step records one
+    # ("Optimizer.step#Adam.step"), and the wrapper's step stays as cheap as a function call.
     @functools.wraps(func)
     def step(*args: Any, **kwargs: Any) -> Any:
         self = args[0]
-        for pre_hook in self._optimizer_step_pre_hooks.values():
+        mod = _optimizer_module
+        for pre_hook in chain(mod._global_optimizer_pre_hooks.values(), self._optimizer_step_pre_hooks.values()):
             result = pre_hook(self, args, kwargs)
             if result is not None:
                 if isinstance(result, tuple) and len(result) == 2:
@@ -145,8 +180,12 @@ def _instance_hooks_only(func: Callable[..., Any]) -> Callable[..., Any]:
                     raise RuntimeError(
                         f"{func} must return None or a tuple of (new_args, new_kwargs), but got {result}."
                     )
-        out = func(*args, **kwargs)
-        for post_hook in self._optimizer_step_post_hooks.values():
+        if mod._global_optimizer_pre_hooks or mod._global_optimizer_post_hooks:
+            with _global_hooks_silenced():
+                out = func(*args, **kwargs)
+        else:  # the usual case: no global hook to hide, no context manager on the hot path
+            out = func(*args, **kwargs)
+        for post_hook in chain(self._optimizer_step_post_hooks.values(), mod._global_optimizer_post_hooks.values()):
             post_hook(self, args, kwargs)
         return out
 

@@ -87,3 +87,45 @@ def state_mappings(optimizer: Any) -> list[tuple[Any, Mapping[Any, Any]]]:
 def describe(chain: list[Any]) -> str:
     """``"AcceleratedOptimizer -> Lookahead -> AdamW"``."""
     return " -> ".join(type(o).__name__ for o in chain)
+
+
+def schedule_free_in_eval(optimizer: Any) -> list[Any]:
+    """The schedule-free optimizers in ``optimizer``'s chain that are in eval mode with state.
+
+    A schedule-free optimizer (Defazio et al.'s ``schedulefree`` package) in eval mode holds the
+    averaged point :math:`x` in the parameters instead of the training point :math:`y`; its
+    ``train()`` and ``eval()`` move between them. It is recognised by ``train``/``eval``
+    methods, a ``train_mode`` flag (in its param groups, or on itself for its wrapper) that is
+    false everywhere, and a ``z`` sequence in its state (without state, :math:`x = y`).
+
+    Examples
+    --------
+    >>> schedule_free_in_eval(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1))
+    []
+    """
+    found = []
+    for obj in optimizer_chain(optimizer):
+        cls = type(obj)
+        if not (callable(getattr(cls, "train", None)) and callable(getattr(cls, "eval", None))):
+            continue
+        attrs = getattr(obj, "__dict__", {})
+        if "train_mode" in attrs:
+            flags = [attrs["train_mode"]]
+        else:
+            flags = [g["train_mode"] for g in getattr(obj, "param_groups", ()) if "train_mode" in g]
+        state = getattr(obj, "state", None)
+        if not flags or any(flags) or not isinstance(state, Mapping):
+            continue
+        if any(isinstance(entry, Mapping) and "z" in entry for entry in state.values()):
+            found.append(obj)
+    return found
+
+
+def set_eval_flag(optimizer: Any) -> None:
+    """Mark a schedule-free optimizer as in eval mode again, without moving its parameters."""
+    attrs = getattr(optimizer, "__dict__", {})
+    if "train_mode" in attrs:
+        attrs["train_mode"] = False
+    for group in getattr(optimizer, "param_groups", ()):
+        if "train_mode" in group:
+            group["train_mode"] = False

@@ -16,14 +16,20 @@ failure alike; the restore runs to its end even under Ctrl-C. Backward accumulat
 tracked parameters only (``backward(inputs=...)``), so a parameter outside them (a loss
 module's own weight, a backbone outside the optimizer) never gets a ``.grad`` from the pass.
 
-**Hooks.** The decay is normally folded into the loss weight (batch ``i`` backpropagates
-``loss * decay**-i``), which needs backward to be linear in the loss scale. A gradient hook
-(``Tensor.register_hook`` on a tracked parameter, a module backward hook, or a global module
-backward hook) may not be linear (clipping, say), so with any of them the pass takes the
-unfolded path, which decays ``.grad`` before every backward and gives every hook the true
-per-batch gradient. A post-accumulate-grad hook (``register_post_accumulate_grad_hook``, the
-"optimizer step in backward" pattern) would run on the pass's accumulated gradients and, with
-that pattern, train the model; such parameters are refused with an error.
+**Hooks.** Every batch is backpropagated on its own, at its own scale (``.grad`` is decayed
+by :math:`1-\alpha` before each backward, not the loss weighted by :math:`(1-\alpha)^{-i}`),
+so every gradient hook sees the true gradient of that one batch, as in the authors' per-batch
+rule: a ``Tensor.register_hook`` on a parameter or on an activation in forward (clipping an
+activation's gradient, say), a module backward hook, a global module backward hook. A hook
+need not be linear, and autograd does not let a hook on an activation be seen before it runs,
+so no faster schedule that rescales the loss can be used safely. A post-accumulate-grad hook
+(``register_post_accumulate_grad_hook``, the "optimizer step in backward" pattern) would run
+on the pass's accumulated gradients and, with that pattern, train the model; such parameters
+are refused with an error.
+
+**Activation checkpointing** must be non-reentrant (``use_reentrant=False``): the reentrant
+kind cannot backpropagate into chosen parameters only, and is refused with an error that says
+so (before anything is changed).
 
 **Modules that write their weights in forward.** ``nn.Embedding`` and ``nn.EmbeddingBag``
 with ``max_norm`` renormalise the rows they look up, in place. Their weights are saved before
@@ -40,7 +46,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules import module as _module
 
 from ._interrupts import deferred_interrupts
 
@@ -177,8 +182,8 @@ def _preserved(model: nn.Module | None, trainable: Sequence[Tensor], train_mode:
                     w.copy_(c)
 
 
-def _grad_hooks(model: nn.Module | None, params: Sequence[Tensor], names: Mapping[int, str]) -> bool:
-    """Whether a gradient hook may see the pass's gradients; refuse post-accumulate-grad hooks."""
+def _refuse_post_accumulate_hooks(params: Sequence[Tensor], names: Mapping[int, str]) -> None:
+    """Refuse parameters with a post-accumulate-grad hook (it would see the pass's running sum)."""
     for p in params:
         if getattr(p, "_post_accumulate_grad_hooks", None):
             name = names.get(id(p), f"of shape {tuple(p.shape)}")
@@ -188,37 +193,6 @@ def _grad_hooks(model: nn.Module | None, params: Sequence[Tensor], names: Mappin
                 "the pass's gradients and train the model. Remove the hook for the call (handle.remove()) "
                 "and register it again afterwards"
             )
-    if any(p._backward_hooks for p in params):
-        return True
-    if _module._global_backward_hooks or _module._global_backward_pre_hooks:
-        return True
-    if model is not None:
-        return any(m._backward_hooks or m._backward_pre_hooks for m in model.modules())
-    return False
-
-
-#: Largest loss weight before the folded EMA is renormalised with one pass over the gradients
-#: (with alpha=0.3, once every 20 batches).
-_MAX_LOSS_WEIGHT = 1024.0
-
-
-def _fold_decay(
-    decay: float, device: torch.device, autocast_dtype: torch.dtype | None, params: Sequence[Tensor] = ()
-) -> bool:
-    """Whether to fold the EMA decay into the loss instead of decaying ``.grad`` per batch.
-
-    Batch ``i`` then backpropagates ``loss * decay**-i`` (renormalised whenever the weight would
-    exceed ``_MAX_LOSS_WEIGHT``), which by the linearity of backward accumulates the same EMA,
-    up to float32 rounding, without a read-modify-write pass over every gradient per batch.
-    Not with ``alpha == 1`` (nothing to fold), nor under float16 autocast, nor for float16
-    parameters or a float16 loss, whose narrow range the weight could overflow.
-    """
-    if decay <= 0.0:
-        return False
-    if autocast_dtype == torch.float16 or any(p.dtype == torch.float16 for p in params):
-        return False
-    enclosing = torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type)
-    return enclosing != torch.float16
 
 
 def _no_sync(model: nn.Module | None) -> contextlib.AbstractContextManager[Any]:
@@ -327,7 +301,7 @@ def gather_direction(
     if device is None:
         device = params[0].device if params else torch.device("cpu")
     name_of = dict(zip(map(id, params), names)) if names is not None else {}
-    hooked = _grad_hooks(model, trainable, name_of)
+    _refuse_post_accumulate_hooks(trainable, name_of)
     # Backward accumulates into the requested parameters only, so nothing outside them gets a
     # .grad; FSDP2 (DTensor) parameters get theirs from FSDP's reduce-scatter, so not with them.
     from .distributed import is_dtensor
@@ -338,20 +312,14 @@ def gather_direction(
     with _preserved(model, trainable, train_mode), torch.enable_grad(), _no_sync(model):
         num_batches = 0
         decay = 1.0 - alpha
-        # The EMA's decay is folded into the loss weight (see _fold_decay), so most batches
-        # need no pass over the gradients; otherwise .grad is decayed before every backward.
-        # A gradient hook may not be linear in the loss scale: then the unfolded path.
-        fold = average == "ema" and not hooked and _fold_decay(decay, device, autocast_dtype, trainable)
-        weight = 1.0  # invariant: p.grad == weight * sum_j decay**(i - j) * grad_j
         for batch in loader:
             if num_batches and average == "ema":
-                if not fold or weight / decay > _MAX_LOSS_WEIGHT:
-                    live = [p.grad for p in params if p.grad is not None]
-                    if live:
-                        torch._foreach_mul_(live, decay if not fold else 1.0 / weight)
-                    weight = 1.0
-                if fold:
-                    weight /= decay
+                # G_i = decay * G_{i-1} + grad_i: decay what is there, then backward adds grad_i.
+                # The loss is never rescaled instead, so every hook (on a parameter, a module or an
+                # activation; possibly non-linear, e.g. clipping) sees the true per-batch gradient.
+                live = [p.grad for p in params if p.grad is not None]
+                if live:
+                    torch._foreach_mul_(live, decay)
             batch = move_to_device(batch, device)
             ctx = (
                 torch.autocast(device.type, dtype=autocast_dtype)
@@ -360,23 +328,37 @@ def gather_direction(
             )
             with ctx:
                 loss = _check_loss(compute_loss(batch), num_batches)
-            if num_batches == 0 and loss.dtype == torch.float16:
-                fold = False  # decided on the first batch, whose weight is 1 either way
             if backward_inputs is None or backward_inputs:
-                (loss * weight if weight != 1.0 else loss).backward(inputs=backward_inputs)
+                _backward(loss, backward_inputs)
             num_batches += 1
         if num_batches == 0:
             raise ValueError("the loader yielded no batch; pass a loader over the data seen so far")
         directions = [p.grad for p in params]
         _check_dense(directions, names)
     present = [d for d in directions if d is not None]
-    scale = -alpha / weight if average == "ema" else -1.0 / num_batches
+    scale = -alpha if average == "ema" else -1.0 / num_batches
     if present:
         torch._foreach_mul_(present, scale)
     if sync:
         directions = _all_reduce(params, directions)
     _check_finite(directions, names)
     return GatherResult(directions, num_batches)
+
+
+def _backward(loss: Tensor, inputs: list[Tensor] | None) -> None:
+    """``loss.backward(inputs=inputs)``, with our own error for reentrant activation checkpointing."""
+    try:
+        loss.backward(inputs=inputs)
+    except RuntimeError as err:
+        if inputs is None or "use_reentrant=True" not in str(err):
+            raise
+        raise RuntimeError(
+            "the model uses reentrant activation checkpointing (torch.utils.checkpoint.checkpoint(..., "
+            "use_reentrant=True), or checkpoint_sequential), which cannot backpropagate into chosen parameters "
+            "only (backward(inputs=...)), as DASH's gradient pass does so that no parameter outside the "
+            "optimizer gets a .grad. Pass use_reentrant=False to checkpoint (torch's recommended setting; the "
+            "gradients are the same)"
+        ) from None
 
 
 def _all_reduce(params: Sequence[Tensor], directions: list[Tensor | None]) -> list[Tensor | None]:

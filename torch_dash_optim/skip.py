@@ -50,6 +50,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader, IterableDataset
 
+from ._checks import check_real
+
 __all__ = ["check_tol", "kept_batches", "skippable", "trim_loader"]
 
 
@@ -70,8 +72,10 @@ def check_tol(tol: Any, average: str = "ema") -> float:
 
     Raises
     ------
+    TypeError
+        If ``tol`` is not a real number (``bool`` included); NumPy scalars are accepted.
     ValueError
-        If ``tol`` is not a number in ``[0, 1)``, or is non-zero with ``average="mean"``.
+        If ``tol`` is outside ``[0, 1)``, or is non-zero with ``average="mean"``.
 
     Examples
     --------
@@ -82,18 +86,14 @@ def check_tol(tol: Any, average: str = "ema") -> float:
     ...
     ValueError: tol=0.0001 needs average='ema' (every batch weighs the same under average='mean'); pass tol=0
     """
-    if (
-        isinstance(tol, bool)
-        or not isinstance(tol, (int, float))
-        or not math.isfinite(float(tol))
-        or not 0.0 <= float(tol) < 1.0
-    ):
+    value = check_real("tol", tol, "[0, 1)")
+    if not math.isfinite(value) or not 0.0 <= value < 1.0:
         raise ValueError(f"tol={tol!r} is outside [0, 1); use 0 for the exact EMA or e.g. tol=1e-4")
-    if tol and average != "ema":
+    if value and average != "ema":
         raise ValueError(
-            f"tol={tol} needs average='ema' (every batch weighs the same under average={average!r}); pass tol=0"
+            f"tol={value} needs average='ema' (every batch weighs the same under average={average!r}); pass tol=0"
         )
-    return float(tol)
+    return value
 
 
 def kept_batches(alpha: float, tol: float) -> int:
@@ -124,13 +124,18 @@ def kept_batches(alpha: float, tol: float) -> int:
     """
     if tol <= 0.0:
         return 0
-    decay = 1.0 - alpha
-    if decay <= 0.0:
+    if alpha >= 1.0:
         return 1
-    keep = max(1, math.ceil(math.log(tol) / math.log(decay) - 1e-12))
-    while keep > 1 and decay ** (keep - 1) <= tol:  # guard the float rounding of the logarithms
+    # log1p, not log(1 - alpha): for a tiny alpha, 1 - alpha rounds to 1 and its log to 0.
+    log_decay = math.log1p(-alpha)
+
+    def weight(m: int) -> float:  # (1 - alpha) ** m, without rounding 1 - alpha first
+        return math.exp(m * log_decay)
+
+    keep = max(1, math.ceil(math.log(tol) / log_decay - 1e-12))
+    while keep > 1 and weight(keep - 1) <= tol:  # guard the float rounding of the logarithms
         keep -= 1
-    while decay**keep > tol:
+    while weight(keep) > tol:
         keep += 1
     return keep
 

@@ -14,6 +14,9 @@ Two kinds of state are told apart by key:
   direction is that of a freshly shrunk trajectory. ``"reset"``: the state of every shrunk
   parameter is dropped, and the optimizer re-initialises it at its next step, exactly as at its
   first one (weight-like state included: the optimizer re-creates it from the shrunk weights).
+  Group-level counters (schedule-free's ``k`` and its running sums, a per-group ``step``)
+  restart too, to a fresh optimizer's values; since they are shared by the whole group, that
+  needs every parameter of the group with state to be reset, and is refused otherwise.
 
 Nested optimizers are searched too: the state that timm's ``Lookahead`` keeps in its base
 optimizer, the base optimizer of a SAM. Scalars (``step`` counters, ASGD's ``eta`` and
@@ -30,6 +33,7 @@ parameters instead, which is exactly a fresh buffer when ``dampening`` is 0 (the
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -74,8 +78,9 @@ FIRST_MOMENT_KEYS: frozenset[str] = frozenset(
 #: State keys scaled by the factor squared under ``state="scale"``: ``exp_avg_sq`` and
 #: ``max_exp_avg_sq`` (Adam, AdamW, AMSGrad, ...), ``square_avg`` (RMSprop, Adadelta),
 #: ``acc_delta`` (Adadelta), ``sum`` (Adagrad), ``row_var``/``col_var``/``variance``
-#: (Adafactor; a factored moment is scaled where the factors are constant along its reduced
-#: dimension) and AdaBelief's ``exp_avg_var``/``max_exp_avg_var``.
+#: (Adafactor; its factored moment ``row_var``/``col_var`` is scaled so that the second moment
+#: it stands for is multiplied by the factors squared, see ``_plan_factored``) and
+#: AdaBelief's ``exp_avg_var``/``max_exp_avg_var``.
 SECOND_MOMENT_KEYS: frozenset[str] = frozenset(
     {
         "exp_avg_sq",
@@ -107,7 +112,8 @@ class UnknownStateWarning(UserWarning):
 
     Examples
     --------
-    A state key that DASH does not know is left alone, listed, and warned about:
+    A state key that DASH does not know is left alone and listed (and warned about, the first
+    time this process meets that set of keys):
 
     >>> import warnings
     >>> p = torch.nn.Parameter(torch.ones(2, 2))
@@ -115,8 +121,10 @@ class UnknownStateWarning(UserWarning):
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
     ...     plan = plan_state("scale", state, [("w", p, torch.tensor([[0.5], [1.0]]))])
-    >>> [w.category.__name__ for w in caught], plan.unknown
-    (['UnknownStateWarning'], {'w': ['my_buffer']})
+    >>> plan.unknown
+    {'w': ['my_buffer']}
+    >>> {w.category.__name__ for w in caught} <= {"UnknownStateWarning"}
+    True
 
     Silence it once the keys are known to be harmless:
 
@@ -155,13 +163,20 @@ class StatePlan:
     drop: list[tuple[MutableMapping[Tensor, Any], Tensor]] = field(default_factory=list)
     zero: list[Tensor] = field(default_factory=list)
     unknown: dict[str, list[str]] = field(default_factory=dict)
+    groups: list[tuple[dict[str, Any], str, Any]] = field(default_factory=list, repr=False)
 
     def apply_drops(self) -> None:
-        """Remove the planned state entries and zero the planned tensors (the scaling is the caller's)."""
+        """Remove the planned state entries, zero the planned tensors and restart the planned group
+        counters (the scaling is the caller's)."""
         if self.zero:
             torch._foreach_zero_(self.zero)
         for state, param in self.drop:
             state.pop(param, None)
+        for group, key, value in self.groups:
+            if value is _ABSENT:
+                group.pop(key, None)
+            else:
+                group[key] = copy.deepcopy(value)
 
 
 def plan_state(
@@ -222,8 +237,60 @@ def plan_state(
                 plan.drop.append((state, param))  # type: ignore[arg-type]
                 continue
             _plan_entry(plan, policy, name, param, factor, entry, unknown_pairs, owner)
+    if policy == "reset":
+        _plan_group_counters(plan, states, shrunk)
     _warn_once(unknown_pairs)
     return plan
+
+
+#: Group-level counters, restarted by ``"reset"``: ``"step"`` (optimizers that count steps per
+#: group, such as Adan in ``pytorch_optimizer``), and schedule-free's step count ``"k"`` with
+#: the running sums that go with it (recognised by ``"weight_sum"`` in the same group).
+GROUP_COUNTER_KEYS: tuple[str, ...] = ("step",)
+SCHEDULE_FREE_COUNTER_KEYS: tuple[str, ...] = ("k", "weight_sum", "lr_max", "scheduled_lr")
+_ABSENT = object()
+
+
+def _group_counters(group: Mapping[str, Any]) -> list[str]:
+    keys = [k for k in GROUP_COUNTER_KEYS if k in group]
+    if "k" in group and "weight_sum" in group:
+        keys += [k for k in SCHEDULE_FREE_COUNTER_KEYS if k in group]
+    return keys
+
+
+def _plan_group_counters(
+    plan: StatePlan, states: list[tuple[Any, Mapping[Any, Any]]], shrunk: Sequence[tuple[str, Tensor, Tensor]]
+) -> None:
+    """Restart the group counters of groups whose every parameter with state is reset, or refuse.
+
+    A group counter (schedule-free's ``k``, a per-group ``step``) drives the bias correction or
+    the averaging of every parameter of its group: left running after the state is dropped, the
+    first update is that of a late step on fresh moments (many times a fresh optimizer's).
+    Restarting it is a fresh start only if every parameter of the group that has state starts
+    afresh; otherwise the parameters DASH leaves alone would restart too.
+    """
+    reset = {id(param) for _, param, _ in shrunk}
+    for owner, state in states:
+        defaults = getattr(owner, "defaults", None) or {}
+        for index, group in enumerate(getattr(owner, "param_groups", ())):
+            keys = _group_counters(group)
+            if not keys:
+                continue
+            kept = [p for p in group["params"] if state.get(p) and id(p) not in reset]
+            touched = any(id(p) in reset and state.get(p) for p in group["params"])
+            if not touched:
+                continue
+            if kept:
+                raise ValueError(
+                    f"state='reset' cannot give param group {index} of {type(owner).__name__} a fresh start: "
+                    f"its counters {', '.join(map(repr, keys))} are shared by the whole group, which also holds "
+                    f"{len(kept)} parameter(s) DASH does not shrink (norm layers, embeddings, ...; the first of "
+                    f"shape {tuple(kept[0].shape)}), whose state would restart too. Put the parameters DASH "
+                    "shrinks (Conv/Linear weights and biases) in param groups of their own, or use "
+                    "state='keep' or state='scale'"
+                )
+            for key in keys:
+                plan.groups.append((group, key, defaults.get(key, _ABSENT)))
 
 
 def _is_state_tensor(value: Any) -> bool:
@@ -270,8 +337,9 @@ def _plan_entry(
     """Plan one state entry: weight-like state scaled under every policy; moments scaled under
     ``"scale"``, zeroed in place under a ``"reset"`` that cannot drop the entry (fused SGD);
     anything else reported."""
+    factored = policy == "scale" and _plan_factored(plan, param, factor, entry, owner)
     for key, value in entry.items():
-        if not _is_state_tensor(value) or value is param:
+        if not _is_state_tensor(value) or value is param or (factored and key in FACTORED_KEYS):
             continue
         fitted = _fit(factor, value, param)
         if key in WEIGHT_KEYS and fitted is not None:
@@ -290,6 +358,51 @@ def _plan_entry(
         else:
             plan.unknown.setdefault(name, []).append(key)
             unknown_pairs.add((type(owner).__name__ if owner is not None else "state", key))
+
+
+#: The factored second moment of ``torch.optim.Adafactor`` (parameters of 2 dimensions or more).
+FACTORED_KEYS: tuple[str, str] = ("row_var", "col_var")
+
+
+def _plan_factored(plan: StatePlan, param: Tensor, factor: Tensor, entry: Mapping[str, Any], owner: Any) -> bool:
+    r"""Plan the scaling of Adafactor's factored second moment; False if ``entry`` has none.
+
+    Adafactor's second moment is the product :math:`V_{ij} = r_i c_j / \max(\bar r, \epsilon_1)`
+    of ``row_var`` :math:`r` and ``col_var`` :math:`c` over the last two dimensions, with
+    :math:`\bar r` the mean of :math:`r`. Scaling :math:`r` and :math:`c` by :math:`f^2` each
+    is right only where the factor is the same over a whole matrix; a Linear layer's factors
+    differ from row to row. For factors :math:`f_i` constant along each row, :math:`V_{ij}
+    f_i^2` is exactly the product of :math:`r'_i = f_i^2 r_i` and :math:`c'_j = c_j
+    \max(\overline{f^2 r}, \epsilon_1) / \max(\bar r, \epsilon_1)`. Factors that vary along a
+    row (no DASH granularity makes them) cannot be put in factored form: left alone, reported.
+    """
+    row, col = entry.get("row_var"), entry.get("col_var")
+    if not (_is_state_tensor(row) and _is_state_tensor(col)) or param.ndim < 2:
+        return False
+    fitted = (
+        factor.reshape((1,) * (param.ndim - factor.ndim) + tuple(factor.shape)) if factor.ndim <= param.ndim else None
+    )
+    if fitted is None or fitted.shape[-1] != 1 or row.shape[-1] != 1 or col.shape[-2] != 1:
+        return False
+    eps1 = _adafactor_eps1(owner, param)
+    square = fitted.to(row.dtype) ** 2
+    with torch.no_grad():
+        mean = row.mean(dim=-2, keepdim=True)
+        scaled_mean = (square * row).mean(dim=-2, keepdim=True)
+        col_factor = scaled_mean.clamp(min=eps1) / mean.clamp(min=eps1)
+    plan.tensors += [row, col]
+    plan.factors += [square, col_factor]
+    return True
+
+
+def _adafactor_eps1(owner: Any, param: Tensor) -> float:
+    """The ``eps1`` of ``param``'s group (Adafactor's ``eps=(eps1, eps2)``; None: the dtype's eps)."""
+    for group in getattr(owner, "param_groups", ()):
+        if any(p is param for p in group["params"]):
+            eps = group.get("eps")
+            if isinstance(eps, (tuple, list)) and eps and eps[0] is not None:
+                return float(eps[0])
+    return float(torch.finfo(param.dtype).eps)
 
 
 def _warn_once(pairs: set[tuple[str, str]]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ from . import functional as F
 from ._checks import check_alpha, check_choice, check_lambd
 from ._delegate import DelegatingOptimizer
 from ._interrupts import deferred_interrupts
+from ._nesting import schedule_free_in_eval, set_eval_flag
 from .distributed import check_model, dash_factors, is_dtensor, local_tensor
 from .gather import gather_direction
 from .report import DASHReport, ParamReport
@@ -33,7 +34,9 @@ BatchLoss = Callable[[Any, Any], Tensor]
 
 #: The param-group key under which ``state_dict()`` also saves the DASH settings, in every
 #: saved group, so that checkpoint tools that keep only ``state`` and ``param_groups``
-#: (``torch.distributed.checkpoint``) keep them too. Never present in the live groups.
+#: (``torch.distributed.checkpoint``) keep them too. The live groups hold the key with the
+#: value ``None``: DCP's flattened layout (``flatten_optimizer_state_dict=True``) rebuilds the
+#: groups from the keys of the live ones, and would drop a key they lack.
 SETTINGS_KEY = "dash_settings"
 
 
@@ -215,6 +218,7 @@ class DASHWrapper(DelegatingOptimizer):
         self.autocast_dtype = autocast_dtype
         self.sync = sync
         self._select()  # fail early on a model that does not own the optimizer's parameters
+        self._mark_groups()
 
     # -- shared mutable state --------------------------------------------------------------
     @property
@@ -251,6 +255,20 @@ class DASHWrapper(DelegatingOptimizer):
         self._inner.defaults = value
 
     @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self._inner.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        self._inner.param_groups = value
+        self._mark_groups()
+
+    def _mark_groups(self) -> None:
+        """Put the settings key, valued ``None``, in every live group that lacks it (see SETTINGS_KEY)."""
+        for group in self._inner.param_groups:
+            group.setdefault(SETTINGS_KEY, None)
+
+    @property
     def num_dash_calls(self) -> int:
         """How many times :meth:`on_new_data` has shrunk the model (saved in ``state_dict``)."""
         return self._calls
@@ -274,12 +292,37 @@ class DASHWrapper(DelegatingOptimizer):
         ------
         RuntimeError
             If it is called while :meth:`on_new_data` is running (from a hook or the loss).
+
+        Notes
+        -----
+        Step hooks fire as on the bare optimizer, each once and with the wrapper as their
+        argument: the global pre-hooks
+        (:func:`~torch.optim.optimizer.register_optimizer_step_pre_hook`), the wrapper's own
+        pre-hooks, the step, the wrapper's post-hooks, then the global post-hooks.
         """
         if self._dash.busy is not None:
             raise RuntimeError(_reentry("step()", self._dash.busy))
         if closure is None:
             return self._inner.step()
         return self._inner.step(closure)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients, as the wrapped optimizer's ``zero_grad`` does.
+
+        Parameters
+        ----------
+        set_to_none:
+            Set the gradients to ``None`` instead of zeroing them.
+
+        Raises
+        ------
+        RuntimeError
+            If it is called while :meth:`on_new_data` is running (from a hook or the loss): the
+            pass accumulates its direction in ``.grad``, which this would clear.
+        """
+        if self._dash.busy is not None:
+            raise RuntimeError(_reentry("zero_grad()", self._dash.busy))
+        super().zero_grad(set_to_none=set_to_none)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group (its ``dash``/``dash_lambd``/``dash_granularity`` keys are checked).
@@ -309,6 +352,7 @@ class DASHWrapper(DelegatingOptimizer):
                         "model given to DASHWrapper; add the model's own parameters (or wrap with model=None)"
                     )
         self._inner.add_param_group(param_group)
+        self._mark_groups()
 
     def _settings(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "calls": self._calls}
@@ -325,7 +369,7 @@ class DASHWrapper(DelegatingOptimizer):
         groups = state_dict.get("param_groups")
         in_groups = None
         if isinstance(groups, list):
-            found = [g[SETTINGS_KEY] for g in groups if isinstance(g, dict) and SETTINGS_KEY in g]
+            found = [g[SETTINGS_KEY] for g in groups if isinstance(g, dict) and g.get(SETTINGS_KEY) is not None]
             in_groups = found[0] if found else None
             clean = [{k: v for k, v in g.items() if k != SETTINGS_KEY} for g in groups]
             if dash is not None and in_groups is None:
@@ -341,6 +385,7 @@ class DASHWrapper(DelegatingOptimizer):
             except (KeyError, TypeError) as err:
                 raise ValueError(f"the 'dash' entry of this state_dict is malformed: {err}") from None
         self._inner.load_state_dict(state_dict)
+        self._mark_groups()
         self.config, self._calls = config, calls
 
     def __repr__(self) -> str:
@@ -388,8 +433,14 @@ class DASHWrapper(DelegatingOptimizer):
 
         Notes
         -----
-        On any failure (including :class:`KeyboardInterrupt`) the weights, gradients,
-        buffers, module modes and optimizer state are left exactly as they were.
+        On any failure (including :class:`KeyboardInterrupt`) the wrapped parameters and their
+        gradients, the model's buffers and module modes, and this optimizer's state are left
+        exactly as they were. What a custom loss changes outside them (another optimizer's
+        step, say) is the loss's own doing.
+
+        A schedule-free optimizer (``schedulefree``) in eval mode holds its averaged weights in
+        the parameters: it is switched to train mode for the call (the pass and the shrink act
+        on the training point, as in training) and back to eval mode afterwards.
         """
         shared = self._dash
         if shared.busy is not None:
@@ -400,10 +451,20 @@ class DASHWrapper(DelegatingOptimizer):
         compute_loss = self._loss_for(loss_fn, batch_loss)
         tol = self.config.tol if tol is None else check_tol(tol, self.config.average)
         calls = shared.calls
+        # A schedule-free optimizer in eval mode holds its averaged point x in the parameters;
+        # DASH's pass and shrink belong to the training point y: switch to train mode for the
+        # call and back to eval mode with the shrink. The parameters are copied first (only in
+        # this case), so that a failure puts them back bit for bit.
+        in_eval = schedule_free_in_eval(self._inner)
+        saved = [(p, p.detach().clone()) for o in in_eval for g in o.param_groups for p in g["params"]]
         shared.busy = "on_new_data"
         try:
-            return self._shrink(loader, compute_loss, tol)
+            for o in in_eval:
+                o.train()
+            return self._shrink(loader, compute_loss, tol, after=[o.eval for o in in_eval])
         except BaseException as err:
+            if in_eval and shared.calls == calls:
+                _restore_eval_mode(in_eval, saved)
             if shared.calls != calls:  # interrupted after the shrink was committed
                 note = (
                     f"DASHWrapper.on_new_data was interrupted after its shrink had completed: the weights "
@@ -412,8 +473,8 @@ class DASHWrapper(DelegatingOptimizer):
                 )
             else:
                 note = (
-                    "DASHWrapper.on_new_data failed; weights, grads, buffers, modes and "
-                    "optimizer state were left as they were"
+                    "DASHWrapper.on_new_data failed; the wrapped parameters and their grads, the model's "
+                    "buffers and modes, and this optimizer's state were left as they were"
                 )
             if hasattr(err, "add_note"):
                 err.add_note(note)
@@ -423,11 +484,15 @@ class DASHWrapper(DelegatingOptimizer):
 
     def _select(self) -> Any:
         cfg = self.config
-        return select(
-            self.param_groups, self.model, lambd=cfg.lambd, granularity=cfg.granularity, owned=self.defaults
-        )
+        return select(self.param_groups, self.model, lambd=cfg.lambd, granularity=cfg.granularity, owned=self.defaults)
 
-    def _shrink(self, loader: Iterable[Any], compute_loss: Callable[[Any], Tensor], tol: float) -> DASHReport:
+    def _shrink(
+        self,
+        loader: Iterable[Any],
+        compute_loss: Callable[[Any], Tensor],
+        tol: float,
+        after: Sequence[Callable[[], Any]] = (),
+    ) -> DASHReport:
         cfg = self.config
         selection = self._select()
         loader, skipped_batches = trim_loader(loader, alpha=cfg.alpha, average=cfg.average, tol=tol)
@@ -475,6 +540,8 @@ class DASHWrapper(DelegatingOptimizer):
             )
             plan.apply_drops()
             self._calls += 1
+            for fn in after:
+                fn()
         return report
 
     def _loss_for(self, loss_fn: Criterion | None, batch_loss: BatchLoss | None) -> Callable[[Any], Tensor]:
@@ -554,6 +621,15 @@ def _check_not_perturbed(optimizer: Any) -> None:
         inner = inner.__dict__.get("_inner") if isinstance(inner, DelegatingOptimizer) else None
 
 
+def _restore_eval_mode(optimizers: list[Any], saved: list[tuple[Tensor, Tensor]]) -> None:
+    """Put back the parameters (the averaged points) and the eval flags of schedule-free optimizers."""
+    with deferred_interrupts(), torch.no_grad():
+        for p, copy in saved:
+            p.copy_(copy)
+        for o in optimizers:
+            set_eval_flag(o)
+
+
 def _reentry(what: str, busy: str) -> str:
     return (
         f"{what} was called during {busy}'s gradient pass (from the loss, the model's forward or a hook); "
@@ -602,12 +678,6 @@ def _param_reports(shrunk: list[tuple[Target, Tensor]]) -> list[ParamReport]:
         return []
     device = shrunk[0][1].device
     stats = torch.stack(
-        [
-            torch.stack([f.min(), f.mean(), f.max(), (f <= t.lambd).float().mean()]).to(device)
-            for t, f in shrunk
-        ]
+        [torch.stack([f.min(), f.mean(), f.max(), (f <= t.lambd).float().mean()]).to(device) for t, f in shrunk]
     ).tolist()  # one host sync for the whole report
-    return [
-        ParamReport(t.name, tuple(t.param.shape), f.numel(), t.lambd, *row)
-        for (t, f), row in zip(shrunk, stats)
-    ]
+    return [ParamReport(t.name, tuple(t.param.shape), f.numel(), t.lambd, *row) for (t, f), row in zip(shrunk, stats)]

@@ -33,7 +33,7 @@ def _trained() -> tuple[nn.Module, DASHWrapper]:
 
 def _assert_same_settings(a: DASHWrapper, b: DASHWrapper) -> None:
     assert b.config == a.config and b.num_dash_calls == a.num_dash_calls == 2
-    assert all("dash_settings" not in g for g in b.param_groups)  # never in the live groups
+    assert all(g["dash_settings"] is None for g in b.param_groups)  # in the live groups, a placeholder only
 
 
 def test_settings_survive_get_and_set_optimizer_state_dict() -> None:
@@ -93,3 +93,47 @@ def test_a_checkpoint_saved_before_the_group_key_rename_still_loads() -> None:
     assert fresh.param_groups[0]["dash_lambd"] == 0.8 and "lambd" not in fresh.param_groups[0]
     report = {p.name: p for p in fresh.on_new_data(vector_batches(1)).params}
     assert report["0.weight"].lambd == 0.8 and report["2.weight"].lambd == 0.3
+
+
+FLAT = sd_utils.StateDictOptions(flatten_optimizer_state_dict=True)
+
+
+def test_settings_survive_the_flattened_layout() -> None:
+    model, opt = _trained()
+    osd = sd_utils.get_optimizer_state_dict(model, opt, options=FLAT)
+    assert "param_groups.0.weight.dash_settings" in osd  # one flat key per parameter and group key
+    fresh_model, fresh = _wrapped(seed=1)
+    fresh_model.load_state_dict(model.state_dict())
+    sd_utils.set_optimizer_state_dict(fresh_model, fresh, osd, options=FLAT)
+    _assert_same_settings(opt, fresh)
+    for (_, s), (_, t) in zip(opt.state.items(), fresh.state.items(), strict=True):
+        assert torch.equal(s["exp_avg"], t["exp_avg"]) and torch.equal(s["exp_avg_sq"], t["exp_avg_sq"])
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+def test_settings_survive_dcp_save_and_load_flattened(tmp_path: Path) -> None:
+    model, opt = _trained()
+    _, osd = sd_utils.get_state_dict(model, opt, options=FLAT)
+    dcp.save({"optim": osd}, checkpoint_id=str(tmp_path))
+    fresh_model, fresh = _wrapped(seed=1)
+    fresh_model.load_state_dict(model.state_dict())
+    _, template = sd_utils.get_state_dict(fresh_model, fresh, options=FLAT)
+    loaded = {"optim": template}
+    dcp.load(loaded, checkpoint_id=str(tmp_path))
+    sd_utils.set_state_dict(fresh_model, fresh, model_state_dict={}, optim_state_dict=loaded["optim"], options=FLAT)
+    _assert_same_settings(opt, fresh)
+
+
+def test_a_bare_optimizers_flattened_checkpoint_loads_before_wrapping() -> None:
+    """DCP's flattened layout needs every key of the live groups: load a bare checkpoint, then wrap."""
+    model = tiny_mlp(0)
+    bare = torch.optim.Adam(model.parameters(), lr=1e-2)
+    train(bare, model, vector_batches(2))
+    osd = sd_utils.get_optimizer_state_dict(model, bare, options=FLAT)
+    fresh_model = tiny_mlp(1)
+    fresh_bare = torch.optim.Adam(fresh_model.parameters(), lr=1e-2)
+    sd_utils.set_optimizer_state_dict(fresh_model, fresh_bare, osd, options=FLAT)
+    wrapped = DASHWrapper(fresh_bare, model=fresh_model, loss_fn=nn.CrossEntropyLoss(), lambd=0.5)
+    assert wrapped.config.lambd == 0.5 and wrapped.num_dash_calls == 0
+    for (_, s), (_, t) in zip(bare.state.items(), wrapped.state.items(), strict=True):
+        assert torch.equal(s["exp_avg"], t["exp_avg"])

@@ -11,9 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from torch_dash_optim.experiments.cli import main
+from torch_dash_optim.experiments.cli import SMOKE_NOTE, main
+from torch_dash_optim.experiments.config import (
+    DATASET_PRESETS,
+    DEFAULT_DATASET,
+    DEFAULT_METHODS,
+    DEFAULT_SEEDS,
+    QUICK_PRESET,
+)
 
 TINY = [
+    "--dataset",
+    "mnist1d",
     "--train-size",
     "60",
     "--chunks",
@@ -58,6 +67,12 @@ def test_a_tiny_run_writes_summary_tables_and_plot(
     assert "| DASH |" in printed and "SAM" in printed and "DASH's factors per layer kind" in printed
     summary = (out / "summary.md").read_text()
     assert "Test acc at last experiment (%), SGD" in summary and "dash-warmstart" in summary
+    # the verdicts: DASH against warm and cold, per optimizer, accuracy and steps, printed and written
+    verdicts = [line.strip() for line in printed.split("Who won")[1].splitlines()[1:] if line.strip()]
+    assert len(verdicts) == 2 * 2 * 2 and verdicts[0].startswith("DASH − Warm (SGD): ")
+    assert all(line.endswith("(2 seeds)") or "CAPPED" in line for line in verdicts)
+    assert "## Who won: DASH against each method" in summary and f"- {verdicts[0]}" in summary
+    assert "SMOKE RUN" not in summary and "SMOKE RUN" not in printed
     with open(out / "experiments.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 * 2 * 2 * 2
@@ -78,20 +93,22 @@ def test_a_tiny_run_writes_summary_tables_and_plot(
     }
     assert len(factors) == 2 * 2 * 2  # optimizers x seeds x kinds, experiment 2 only
     (entry,) = json.loads((out / "provenance.json").read_text())["invocations"]
-    assert entry["command"].startswith("dash-warmstart --train-size 60")
+    assert entry["command"].startswith("dash-warmstart --dataset mnist1d --train-size 60")
     assert entry["torch"] == torch.__version__ and entry["jobs"] == 2 and entry["threads"] == 1
 
 
-def test_the_default_is_the_cnn_over_three_seeds_and_five_methods(tmp_path: Path) -> None:
+def test_the_default_follows_the_config_presets(tmp_path: Path) -> None:
     out = tmp_path / "res"
     argv = ["--train-size", "40", "--chunks", "2", "--max-epochs", "1", "--width", "4", "--no-progress",
             "--no-plot", "--jobs", "1", "--out", str(out)]
     assert main(argv) == 0
     data = json.loads((out / "experiments.json").read_text())
-    assert data["setup"] == {"dataset": "mnist1d", "train_size": 40, "model": "cnn1d", "width": 4,
-                             "kernels": [5, 3, 3]}
+    preset = DATASET_PRESETS[DEFAULT_DATASET]
+    assert {k: data["setup"][k] for k in ("dataset", "train_size", "model", "width")} == {
+        "dataset": DEFAULT_DATASET, "train_size": 40, "model": preset["model"], "width": 4}
+    assert data["protocol"]["lr"] == preset["lr"]
     runs = {(r["method"], r["seed"]) for r in data["records"]}
-    assert runs == {(m, s) for m in ("cold", "warm", "sp", "fire", "dash") for s in (0, 1, 2)}
+    assert runs == {(m, s) for m in DEFAULT_METHODS for s in DEFAULT_SEEDS}
 
 
 def test_resume_flag_continues_and_a_second_plain_run_is_refused(
@@ -120,13 +137,13 @@ def test_resume_flag_continues_and_a_second_plain_run_is_refused(
         (["--methods", "dash,dash"], "'dash,dash' names dash twice; give each method once"),
         (["--lr", "-1"], "--lr -1.0 must be a number > 0, such as 0.01"),
         (["--threshold", "2"], "--threshold 2.0 must be a train accuracy"),
-        (["--data-dir", "/tmp"], "mnist1d is generated locally: drop --data-dir"),
+        (["--dataset", "mnist1d", "--data-dir", "/tmp"], "mnist1d is generated locally: drop --data-dir"),
         (["--jobs", "0"], "--jobs 0 must be >= 1"),
         (["--kernels", "3,0"], "kernels must be comma-separated sizes >= 1"),
         (["--model", "mlp", "--kernels", "3"], "--kernels is a setting of --model cnn1d"),
         (["--dataset", "cifar10"], "pass --data-dir DIR"),
         (["--dataset", "svhn", "--data-dir", "/nonexistent/dir"], "is not a folder"),
-        (["--train-size", "999999"], "--train-size 999999 must be in 1..8000"),
+        (["--dataset", "mnist1d", "--train-size", "999999"], "--train-size 999999 must be in 1..8000"),
         (["--model", "resnet18"], "needs image inputs"),
         (["--model", "cnn1d", "--dataset", "svhn", "--data-dir", "/nonexistent/dir"], "is not a folder"),
         (["--seed", "1", "--seeds", "1,2"], "not allowed with argument"),
@@ -174,7 +191,8 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: warmstart-results)" in text
-    assert "default: cold,warm,sp,fire,dash" in text and "(default 0,1,2)" in text
+    assert f"default: {','.join(DEFAULT_METHODS)}" in text
+    assert f"(default {','.join(map(str, DEFAULT_SEEDS))})" in text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when no GPU is present")
@@ -193,3 +211,71 @@ def test_module_entry_point_runs() -> None:
     )
     assert result.returncode == 0
     assert "--resume" in result.stdout and "dash-warmstart" in result.stdout
+
+
+def test_resume_with_fewer_methods_keeps_the_other_methods_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [*TINY, "--out", str(tmp_path), "--no-plot", "--jobs", "1"]
+    assert main([*base, "--methods", "warm,dash", "--seeds", "0,1"]) == 0
+    with open(tmp_path / "experiments.csv", newline="") as f:
+        before = list(csv.DictReader(f))
+    assert main([*base, "--methods", "warm", "--seeds", "0", "--resume"]) == 0
+    with open(tmp_path / "experiments.csv", newline="") as f:
+        after = list(csv.DictReader(f))
+    key = lambda r: (r["method"], r["seed"], r["experiment"])  # noqa: E731
+    assert sorted(after, key=key) == sorted(before, key=key)  # every row kept, none changed
+    assert len(json.loads((tmp_path / "experiments.json").read_text())["records"]) == len(before)
+    assert "| DASH |" in (tmp_path / "summary.md").read_text()  # the summary covers the whole folder
+
+
+def test_a_truncated_run_file_on_resume_is_named_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*TINY, "--methods", "warm", "--out", str(tmp_path), "--no-plot", "--jobs", "1"]
+    assert main(args) == 0
+    run = tmp_path / "runs" / "warm_sgd_seed0.json"
+    run.write_text(run.read_text()[:40])
+    csv_before = (tmp_path / "experiments.csv").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        main([*args, "--resume"])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith(f"dash-warmstart: error: {run} cannot be read (")
+    assert "delete it and resume" in lines[-1] and not any("Traceback" in line for line in lines)
+    assert (tmp_path / "experiments.csv").read_text() == csv_before
+    run.unlink()  # the advice works: that run is redone
+    assert main([*args, "--resume"]) == 0
+    assert json.loads(run.read_text())["complete"]
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "svhn", "tiny-imagenet"])
+def test_a_data_dir_without_the_data_fails_before_the_results_folder_exists(
+    dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torchvision")
+    empty = tmp_path / "data"
+    empty.mkdir()
+    out = tmp_path / "new" / "results"
+    with pytest.raises(SystemExit) as err:
+        main(["--dataset", dataset, "--data-dir", str(empty), "--out", str(out)])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("dash-warmstart: error: ") and str(empty) in lines[-1]
+    assert not (tmp_path / "new").exists()
+
+
+def test_quick_is_a_smoke_run_that_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "q"
+    # --quick's own sizes, shrunk further for the test suite; the flags given win over the preset
+    argv = ["--quick", "--dataset", "mnist1d", "--train-size", "60", "--max-epochs", "1", "--width", "4",
+            "--methods", "cold,dash", "--no-progress", "--no-plot", "--jobs", "1", "--out", str(out)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert SMOKE_NOTE in captured.err and captured.out.rstrip().endswith(SMOKE_NOTE)
+    assert f"**{SMOKE_NOTE}**" in (out / "summary.md").read_text()
+    data = json.loads((out / "experiments.json").read_text())
+    assert data["protocol"]["num_chunks"] == QUICK_PRESET.get("chunks", DATASET_PRESETS["mnist1d"]["chunks"])
+    assert data["protocol"]["max_epochs"] == 1 and data["setup"]["train_size"] == 60
+    assert {r["seed"] for r in data["records"]} == set(QUICK_PRESET.get("seeds", DEFAULT_SEEDS))

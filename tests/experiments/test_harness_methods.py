@@ -1,16 +1,27 @@
-"""The harness's ``fire`` method and the statistics of DASH's factors."""
+"""The harness's methods (fire, the uniform ablation, a user's own) and the statistics of DASH's factors."""
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from torch_dash_optim.baselines import fire_
-from torch_dash_optim.experiments import ProtocolConfig
-from torch_dash_optim.experiments.methods import factor_stats, new_learner, on_new_data
+from torch_dash_optim.experiments import METHODS, ProtocolConfig, run_protocol
+from torch_dash_optim.experiments.methods import (
+    BUILTIN,
+    Arrival,
+    Learner,
+    Method,
+    factor_stats,
+    get_method,
+    new_learner,
+    on_new_data,
+)
 from torch_dash_optim.experiments.models import CNN1d
 
 
@@ -48,3 +59,89 @@ def test_factor_stats_group_units_by_layer_kind() -> None:
     assert stats["bias"]["at_floor"] == 0.5
     assert stats["linear"]["q50"] == pytest.approx(0.3) and stats["conv"]["mean"] == pytest.approx(0.6)
     assert sum(stats["linear"]["hist"]) == 3 and stats["linear"]["hist"][6] == 2  # two at 0.30, bin [0.30, 0.35)
+
+
+def _trained(method: str, config: ProtocolConfig):
+    torch.manual_seed(2)
+    learner = new_learner(method, "sgd", CNN1d(12, 3, width=4), config)
+    x, y = torch.randn(32, 12), torch.randint(0, 3, (32,))
+    for _ in range(20):
+        learner.optimizer.zero_grad()
+        nn.functional.cross_entropy(learner.model(x), y).backward()
+        learner.optimizer.step()
+    return learner, [(x[:16], y[:16]), (x[16:], y[16:])]
+
+
+def test_uniform_shrinks_what_dash_would_by_dashs_mean_factor() -> None:
+    config = ProtocolConfig(lr=0.1)
+    learner, batches = _trained("uniform", config)
+    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    momentum = {id(p): s["momentum_buffer"].clone() for p, s in learner.optimizer.state.items()}
+    # what DASH does to the same weights, on a copy
+    twin = new_learner("dash", "sgd", copy.deepcopy(learner.model), config)
+    report = twin.optimizer.on_new_data(batches)
+    assert 0 < report.mean_factor < 1 and report.factors
+
+    out = on_new_data("uniform", "sgd", learner, config, lambda: CNN1d(12, 3, width=4), lambda: batches, "cpu")
+    assert out is learner and learner.info == {"dash_mean_factor": report.mean_factor}
+    for name, p in learner.model.named_parameters():
+        expected = before[name] * report.mean_factor if name in report.factors else before[name]
+        assert torch.equal(p.detach(), expected), name
+    assert {id(p): s["momentum_buffer"] for p, s in learner.optimizer.state.items()}.keys() == momentum.keys()
+    for p, s in learner.optimizer.state.items():
+        assert torch.equal(s["momentum_buffer"], momentum[id(p)])  # state kept, as DASH's "keep"
+    factors = torch.cat([f.flatten() for f in report.factors.values()])
+    assert factors.max() - factors.min() > 0.1  # DASH itself is not uniform here
+
+
+class Halve(Method):
+    """A user's method: halve every weight when data arrives (module level, so it pickles)."""
+
+    name, label = "halve", "Halve"
+
+    def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        with torch.no_grad():
+            for p in learner.model.parameters():
+                p.mul_(0.5)
+        learner.info["dash_mean_factor"] = 0.5
+        return learner
+
+
+def _data() -> tuple[TensorDataset, TensorDataset]:
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(90, 12, generator=g)
+    y = (x[:, 0] > 0).long()
+    return TensorDataset(x[:60], y[:60]), TensorDataset(x[60:], y[60:])
+
+
+def test_a_users_method_runs_beside_the_builtin_ones(tmp_path) -> None:
+    config = ProtocolConfig(num_chunks=2, lr=0.05, batch_size=16, max_epochs=2)
+    factory = functools.partial(CNN1d, 12, 2, width=3, kernels=(3,))
+    records = run_protocol(*_data(), factory, config=config, methods=["warm", Halve()], seeds=[0], out=tmp_path,
+                           progress=False)
+    by = {(r["method"], r["experiment"]): r for r in records}
+    assert set(by) == {(m, e) for m in ("warm", "halve") for e in (1, 2)}
+    assert by[("halve", 2)]["dash_mean_factor"] == 0.5 and by[("warm", 2)]["dash_mean_factor"] is None
+    assert by[("halve", 1)]["test_loss"] == by[("warm", 1)]["test_loss"]  # same start
+    assert by[("halve", 2)]["test_loss"] != by[("warm", 2)]["test_loss"]
+    assert (tmp_path / "runs" / "halve_sgd_seed0.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("methods", "error", "message"),
+    [
+        (["magic"], ValueError, "unknown methods \\['magic'\\]"),
+        ([Halve(), Halve()], ValueError, "lists one twice \\('halve'\\)"),
+        ([type("Dash2", (Method,), {"name": "dash"})()], ValueError, "takes the name 'dash' of a built-in method"),
+        ([type("Bad", (Method,), {"name": "a/b"})()], ValueError, "name='a/b' must be letters, digits"),
+        ([42], TypeError, "a method is a name .* or a Method object, not int"),
+    ],
+)
+def test_bad_methods_are_named(methods: list, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        run_protocol(*_data(), lambda: nn.Linear(12, 2), methods=methods, progress=False)
+
+
+def test_builtin_registry_matches_the_method_names() -> None:
+    assert set(BUILTIN) >= set(METHODS) and all(BUILTIN[name].name == name for name in BUILTIN)
+    assert get_method("uniform").label == "Uniform shrink" and get_method(BUILTIN["dash"]) is BUILTIN["dash"]

@@ -1,9 +1,15 @@
-"""``jobs > 1``: runs in worker processes give the records of a sequential run, and resume works."""
+"""``jobs > 1``: runs in worker processes give the records of a sequential run, resume works, Ctrl-C stops."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +80,57 @@ def test_jobs_need_a_picklable_factory_and_a_positive_count() -> None:
         run_protocol(*_data(), lambda: CNN1d(12, 2, width=3), jobs=2, **KWARGS)
     with pytest.raises(ValueError, match="jobs=0 must be an integer >= 1"):
         run_protocol(*_data(), FACTORY, jobs=0, **KWARGS)
+
+
+INTERRUPTED = [
+    "--dataset", "mnist1d", "--model", "mlp", "--width", "16", "--depth", "2", "--train-size", "400",
+    "--chunks", "4", "--max-epochs", "20", "--methods", "cold,warm,sp,dash", "--seeds", "0,1",
+    "--threads", "1", "--no-plot", "--no-progress",
+]  # fmt: skip
+
+
+def _complete_runs(out: Path) -> set[str]:
+    done = set()
+    for path in (out / "runs").glob("*.json") if (out / "runs").is_dir() else []:
+        try:
+            if json.loads(path.read_text())["complete"]:
+                done.add(path.name)
+        except (ValueError, OSError):  # being replaced right now
+            pass
+    return done
+
+
+@pytest.mark.parametrize("when", ["while_workers_start", "after_a_run"])
+def test_ctrl_c_with_two_jobs_stops_cleanly_and_resume_finishes(when: str, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, twice) exits 130 with no traceback, keeping finished runs."""
+    out = tmp_path / "res"
+    command = [sys.executable, "-m", "torch_dash_optim.experiments", *INTERRUPTED, "--jobs", "2", "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        for _ in range(3000):  # until the workers start, or a run has finished (at most 5 minutes)
+            started = (out / "config.json").exists() if when == "while_workers_start" else _complete_runs(out)
+            if started or proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be interrupted; give it more work"
+        done = _complete_runs(out)
+        assert done or when == "while_workers_start"
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the parent and its workers
+        time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # and a second, impatient Ctrl-C
+        _stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted; finished experiments are saved" in stderr
+    assert done <= _complete_runs(out)  # what had finished is kept
+    assert not list((out / "runs").glob(".*.tmp*"))  # no half-written file left
+    from torch_dash_optim.experiments.cli import main
+
+    assert main([*INTERRUPTED, "--jobs", "1", "--out", str(out), "--resume"]) == 0
+    records = json.loads((out / "experiments.json").read_text())["records"]
+    assert len(records) == 4 * 2 * 4

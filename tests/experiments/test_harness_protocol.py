@@ -64,7 +64,7 @@ def test_every_method_optimizer_seed_and_experiment_is_recorded(full_run: tuple[
         assert 0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["train_acc"] <= 1.0
         assert (r["epochs"] == CONFIG.max_epochs) or r["train_acc"] >= CONFIG.threshold
         has_factor = r["method"] == "dash" and r["experiment"] > 1
-        assert (r["dash_mean_factor"] is not None) == has_factor
+        assert (r["dash_mean_factor"] is not None) == (has_factor or (r["method"] == "uniform" and r["experiment"] > 1))
         assert (r["dash_factors"] is not None) == has_factor
         if has_factor:
             assert CONFIG.dash_lambd <= r["dash_mean_factor"] <= 1.0
@@ -199,3 +199,41 @@ def test_config_errors_name_the_value() -> None:
         ProtocolConfig(lr=0)
     with pytest.raises(ValueError, match="unknown protocol settings"):
         ProtocolConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_unreadable_run_files_are_named_on_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch_dash_optim.experiments.store import CorruptRunError
+
+    train, test = _data()
+    kwargs = dict(config=CONFIG, methods=["warm"], seeds=[0], progress=False, out=tmp_path)
+    calls = {"n": 0}
+    real_evaluate = protocol_module.evaluate
+
+    def crashing(*args: object, **kw: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:  # after the first experiment was saved with its checkpoint
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kw)
+
+    monkeypatch.setattr(protocol_module, "evaluate", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(train, test, _factory, **kwargs)
+    monkeypatch.setattr(protocol_module, "evaluate", real_evaluate)
+    ckpt = tmp_path / "runs" / "warm_sgd_seed0.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(CorruptRunError, match=f"{ckpt} cannot be read .*delete it and warm_sgd_seed0.json"):
+        run_protocol(train, test, _factory, resume=True, **kwargs)
+    (tmp_path / "config.json").write_text('{"protocol": ')
+    with pytest.raises(CorruptRunError, match="config.json cannot be read"):
+        run_protocol(train, test, _factory, resume=True, **kwargs)
+
+
+def test_resume_with_fewer_methods_keeps_the_others_in_the_tables(tmp_path: Path) -> None:
+    train, test = _data()
+    kwargs = dict(config=CONFIG, seeds=[0], progress=False, out=tmp_path)
+    first = run_protocol(train, test, _factory, methods=["warm", "sp"], **kwargs)
+    again = run_protocol(train, test, _factory, methods=["sp"], resume=True, **kwargs)
+    assert again == [r for r in first if r["method"] == "sp"]  # returns what was asked for
+    saved = json.loads((tmp_path / "experiments.json").read_text())["records"]
+    key = lambda r: (r["method"], r["experiment"])  # noqa: E731
+    assert sorted(map(key, saved)) == sorted(map(key, first))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_missing_cifar_names_the_expected_layout(tmp_path: Path) -> None:
 
 def test_missing_torchvision_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torchvision", None)
-    with pytest.raises(ImportError, match=r"pip install torch-dash-optim\[vision\]"):
+    with pytest.raises(ImportError, match=r"from the \"vision\" extra: pip install -e \"\.\[vision\]\""):
         load_dataset("cifar100", tmp_path)
 
 
@@ -127,3 +128,29 @@ def test_vgg16_bn_has_the_authors_layout() -> None:
     assert len(convs) == 13 and len(bns) == 13
     assert len([m for m in model.classifier if isinstance(m, torch.nn.Linear)]) == 3
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_the_gpu_one_liner_uses_the_authors_preset_for_cifar10(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dash-warmstart --dataset cifar10 --data-dir DIR`` (``--device cuda`` on a GPU): ResNet-18, SGD lr 1e-3,
+    50 chunks, 99.9% threshold. Only the chunks and epochs are cut here, so it runs on a CPU."""
+    from torch_dash_optim.experiments.config import DATASET_PRESETS
+
+    preset = DATASET_PRESETS["cifar10"]
+    assert (preset["model"], preset["chunks"], preset["lr"], preset["max_epochs"]) == ("resnet18", 50, 0.001, 10000)
+    _fake_cifar10(tmp_path)
+    monkeypatch.setattr(tv.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    out = tmp_path / "out"
+    argv = ["--dataset", "cifar10", "--data-dir", str(tmp_path), "--device", "cpu", "--chunks", "2",
+            "--max-epochs", "1", "--methods", "dash", "--seed", "0", "--jobs", "1", "--no-progress",
+            "--no-plot", "--out", str(out)]
+    assert main(argv) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["setup"]["model"] == "resnet18"
+    assert saved["protocol"]["lr"] == 0.001 and saved["protocol"]["threshold"] == 0.999
+    assert saved["protocol"]["batch_size"] == 128 and saved["protocol"]["momentum"] == 0.9
+    records = json.loads((out / "experiments.json").read_text())
+    rows = records["records"] if isinstance(records, dict) else records
+    assert [r["num_train"] for r in rows] == [10, 20]
+    assert rows[-1]["dash_mean_factor"] is not None

@@ -1,17 +1,22 @@
 """Command line of the harness: ``dash-warmstart`` or ``python -m torch_dash_optim.experiments``.
 
-With no arguments it runs the embedded default: MNIST-1D generated locally, a small 1-D CNN,
-the methods cold, warm, sp, fire and dash with SGD over seeds 0, 1 and 2, in parallel worker
-processes (``--jobs``), and prints the mean ± std table. Every setting can be overridden; see
-``--help``. Every bad argument ends in a one-line message that names the fix, with exit
-status 2.
+With no arguments it runs the embedded default (the data set, model and seeds of
+:mod:`.config`'s presets), in parallel worker processes (``--jobs``), prints the mean ± std
+table and the verdicts of :mod:`.stats` (DASH against each other method, paired by seed,
+with 95% intervals), and writes them to ``summary.md``. ``--quick`` is a smoke run of a few
+minutes' worth of the same: it checks that everything runs, and says that its numbers are
+not evidence. Every setting can be overridden; see ``--help``. Every bad argument ends in a
+one-line message that names the fix, with exit status 2; an interrupted run (Ctrl-C) exits
+with status 130 and keeps what finished, for ``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -20,54 +25,35 @@ from typing import Any
 
 import torch
 
-from .config import DEFAULT_METHODS, METHODS, OPTIMIZERS, ProtocolConfig
-from .datasets import DATASETS, load_dataset
+from .config import (
+    DATASET_PRESETS,
+    DEFAULT_DATASET,
+    DEFAULT_METHODS,
+    DEFAULT_SEEDS,
+    MODEL_PRESETS,
+    MODEL_WIDTHS,
+    OPTIMIZERS,
+    QUICK_PRESET,
+    ProtocolConfig,
+)
+from .datasets import DATASETS, GENERATED_DATASETS, dataset_setup, load_dataset
+from .methods import BUILTIN
 from .models import MODELS, build_model
 from .protocol import OutputExistsError, SettingsMismatchError, run_protocol
 from .provenance import add_invocation
-from .store import atomic_write, read_config
+from .stats import compare, verdict_lines, verdicts_markdown
+from .store import CorruptRunError, atomic_write, read_config
 from .summary import factor_markdown, summary_markdown
 
-__all__ = ["MODEL_PRESETS", "PRESETS", "build_parser", "main"]
+__all__ = ["SMOKE_NOTE", "build_parser", "main"]
 
-#: Per-data-set defaults of the settings left unset on the command line. The image data sets
-#: use the authors' values; MNIST-1D those of the embedded default run (see the docs). The
-#: width is the model's: 32 channels for ``cnn1d``, 256 units for ``--model mlp`` on MNIST-1D.
-PRESETS: dict[str, dict[str, Any]] = {
-    "mnist1d": {
-        "model": "cnn1d",
-        "width": None,
-        "depth": 3,
-        "mlp_bn": False,
-        "chunks": 10,
-        "lr": 0.05,
-        "max_epochs": 100,
-        "l2_init": 0.001,
-        "train_size": None,
-    },
-    **{
-        name: {
-            "model": "resnet18",
-            "width": 1000,
-            "depth": 2,
-            "mlp_bn": True,
-            "chunks": 50,
-            "lr": 0.001,
-            "max_epochs": 10000,
-            "l2_init": 0.01,
-            "train_size": 50000 if name == "svhn" else None,
-        }
-        for name in ("cifar10", "cifar100", "svhn", "tiny-imagenet")
-    },
-}
+#: What ``--quick`` prints and writes at the top of ``summary.md``.
+SMOKE_NOTE = (
+    "SMOKE RUN (--quick): a few small runs that check that everything works. Its numbers are not "
+    "evidence about any method; run without --quick for that."
+)
 
-
-#: Settings that depend on the model as well as the data set (``--model mlp`` on MNIST-1D keeps
-#: the settings of the earlier MLP default).
-MODEL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {("mnist1d", "mlp"): {"lr": 0.01, "max_epochs": 300}}
-
-#: Model widths when ``--width`` is not given.
-_WIDTHS = {"cnn1d": 32, "mnist1d-mlp": 256, "mlp": 1000}
+_PRESET_KEYS = ("model", "depth", "mlp_bn", "chunks", "lr", "max_epochs", "l2_init", "train_size")
 
 
 def _twice(items: Sequence[Any]) -> list[Any]:
@@ -145,8 +131,23 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _by_dataset(key: str) -> str:
+    """The presets' values of one setting, e.g. ``features: 10, mnist1d: 10, images: 50``."""
+    values: dict[str, Any] = {}
+    for name, preset in DATASET_PRESETS.items():
+        label = name if name in GENERATED_DATASETS else "images"
+        values.setdefault(label, preset.get(key))
+    extra = [
+        f"{value} with --model {model} on {dataset}"
+        for (dataset, model), preset in MODEL_PRESETS.items()
+        for k, value in preset.items()
+        if k == key
+    ]
+    return ", ".join([f"{label}: {value}" for label, value in values.items()] + extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser (defaults of ``None`` come from :data:`PRESETS`).
+    """Return the argument parser (defaults of ``None`` come from :data:`.config.DATASET_PRESETS`).
 
     Examples
     --------
@@ -161,33 +162,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("data and model")
     g.add_argument(
-        "--dataset", default="mnist1d", choices=DATASETS, help="default: mnist1d (generated locally)"
+        "--dataset",
+        default=DEFAULT_DATASET,
+        choices=DATASETS,
+        help=f"default: {DEFAULT_DATASET} ({', '.join(GENERATED_DATASETS)}: generated locally)",
     )
     g.add_argument(
-        "--data-dir", type=Path, help="folder of the image data sets (never downloaded; not for mnist1d)"
+        "--data-dir",
+        type=Path,
+        help=f"folder of the image data sets (never downloaded; not for {', '.join(GENERATED_DATASETS)})",
     )
     g.add_argument("--train-size", type=int, help="use a random subset of the training set (svhn: 50000)")
-    g.add_argument("--model", choices=MODELS, help="default: cnn1d for mnist1d, resnet18 for images")
+    g.add_argument("--model", choices=MODELS, help=f"default: {_by_dataset('model')}")
     g.add_argument(
         "--width",
         type=int,
-        help="cnn1d channels (default 32); MLP width (mnist1d: 256, images: 1000 as the authors)",
+        help="channels of the conv models, units of the MLP (default: "
+        + ", ".join(f"{m} {w}" for m, w in MODEL_WIDTHS.items())
+        + "".join(
+            f"; {p['width']} with --model {m} on {d}" for (d, m), p in MODEL_PRESETS.items() if "width" in p
+        )
+        + ")",
     )
     g.add_argument(
         "--kernels", type=_kernels, help="cnn1d kernel sizes, one conv layer each (default 5,3,3)"
     )
     g.add_argument(
-        "--depth", type=int, help="MLP Linear layers (mnist1d: 3, i.e. two hidden layers; images: 2)"
+        "--depth", type=int, help=f"MLP Linear layers ({_by_dataset('depth')})"
     )
     g.add_argument(
         "--mlp-bn",
         action=argparse.BooleanOptionalAction,
-        help="BatchNorm after each hidden MLP layer (images: on, as the authors; mnist1d: off)",
+        help=f"BatchNorm after each hidden MLP layer ({_by_dataset('mlp_bn')})",
     )
     g = p.add_argument_group("protocol (defaults: the authors' unless the data set's preset says otherwise)")
-    g.add_argument("--chunks", type=int, help="K, number of chunks (mnist1d: 10, images: 50)")
+    g.add_argument("--chunks", type=int, help=f"K, number of chunks ({_by_dataset('chunks')})")
     g.add_argument(
-        "--lr", type=float, help="learning rate (mnist1d: 0.05, or 0.01 with --model mlp; images: 0.001)"
+        "--lr", type=float, help=f"learning rate ({_by_dataset('lr')})"
     )
     g.add_argument("--momentum", type=float, default=d.momentum)
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
@@ -199,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--max-epochs",
         type=int,
-        help="epoch cap per experiment (mnist1d: 100, or 300 with --model mlp; images: 10000)",
+        help=f"epoch cap per experiment ({_by_dataset('max_epochs')})",
     )
     g.add_argument("--rho", type=float, default=d.rho, help="SAM radius (default 0.1)")
     g.add_argument("--dash-lambd", type=float, default=d.dash_lambd)
@@ -207,14 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sp-shrink", type=float, default=d.sp_shrink, help="Shrink & Perturb factor")
     g.add_argument("--sp-sigma", type=float, default=d.sp_sigma, help="Shrink & Perturb noise std")
     g.add_argument(
-        "--l2-init", type=float, help="L2-init strength (mnist1d: 0.001, images: 0.01 as the authors)"
+        "--l2-init", type=float, help=f"L2-init strength ({_by_dataset('l2_init')})"
     )
     g = p.add_argument_group("what to run")
     g.add_argument(
         "--methods",
-        type=_names(METHODS, "method"),
-        default=list(DEFAULT_METHODS),
-        help=f"comma-separated, some of {','.join(METHODS)}, or all (default: {','.join(DEFAULT_METHODS)})",
+        type=_names(tuple(BUILTIN), "method"),
+        help=f"comma-separated, some of {','.join(BUILTIN)}, or all (default: {','.join(DEFAULT_METHODS)})",
     )
     g.add_argument(
         "--optimizers",
@@ -224,7 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seeds = g.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, help="one seed")
-    seeds.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default 0,1,2)")
+    seeds.add_argument(
+        "--seeds", type=_seeds, help=f"comma-separated seeds (default {','.join(map(str, DEFAULT_SEEDS))})"
+    )
+    g.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run, its numbers are not evidence: "
+        + ", ".join(
+            f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+            for k, v in QUICK_PRESET.items()
+        )
+        + " unless given",
+    )
     g = p.add_argument_group("output and hardware")
     g.add_argument(
         "--out", type=Path, default=Path("warmstart-results"), help="output folder (default: warmstart-results)"
@@ -260,11 +282,19 @@ def _device(parser: argparse.ArgumentParser, text: str) -> torch.device:
 
 
 def _check_out(parser: argparse.ArgumentParser, out: Path, resume: bool) -> None:
-    """Refuse, in one line, an ``--out`` that cannot be a results folder."""
+    """Refuse, in one line, an ``--out`` that cannot be a results folder (creates nothing)."""
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} is a file, not a folder; choose a folder path, e.g. --out warmstart-results")
-    if resume and read_config(out) is None:
+    try:
+        saved = read_config(out)
+    except CorruptRunError as err:
+        parser.error(str(err))
+    if resume and saved is None:
         parser.error(f"--resume: {out} holds no run to continue (no config.json); drop --resume to start one there")
+
+
+def _make_out(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Create ``--out`` and check that it can be written; refuse in one line if not."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -311,18 +341,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_negative_values(raw))
+    quick = dict(QUICK_PRESET) if args.quick else {}
     if args.model is None:
-        args.model = PRESETS[args.dataset]["model"]
-    preset = {**PRESETS[args.dataset], **MODEL_PRESETS.get((args.dataset, args.model), {})}
-    for key in ("model", "depth", "mlp_bn", "chunks", "lr", "max_epochs", "l2_init", "train_size"):
+        args.model = quick.get("model", DATASET_PRESETS[args.dataset]["model"])
+    preset = {**DATASET_PRESETS[args.dataset], **MODEL_PRESETS.get((args.dataset, args.model), {}), **quick}
+    for key in _PRESET_KEYS:
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
     if args.width is None:
-        args.width = _WIDTHS["mnist1d-mlp" if (args.model, args.dataset) == ("mlp", "mnist1d") else args.model] \
-            if args.model in ("cnn1d", "mlp") else 0
+        args.width = (preset.get("width") or MODEL_WIDTHS[args.model]) if args.model in MODEL_WIDTHS else 0
     if args.kernels is not None and args.model != "cnn1d":
         parser.error(f"--kernels is a setting of --model cnn1d, not {args.model}; drop --kernels")
     kernels = args.kernels or [5, 3, 3]
+    if args.methods is None:
+        args.methods = list(quick.get("methods", DEFAULT_METHODS))
     try:
         config = ProtocolConfig(
             num_chunks=args.chunks,
@@ -345,27 +377,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("depth", "workers"):
         if getattr(args, name) < (0 if name == "workers" else 1):
             parser.error(f"--{name} {getattr(args, name)} must be >= {0 if name == 'workers' else 1}")
-    if args.model in ("cnn1d", "mlp") and args.width < 1:
+    if args.model in MODEL_WIDTHS and args.width < 1:
         parser.error(f"--width {args.width} must be >= 1")
     if args.threads < 1:
         parser.error(f"--threads {args.threads} must be >= 1")
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs {args.jobs} must be >= 1 (1 runs everything in this process)")
     device = _device(parser, args.device)
-    seeds = args.seeds if args.seeds is not None else ([args.seed] if args.seed is not None else [0, 1, 2])
+    if args.seeds is not None:
+        seeds = args.seeds
+    elif args.seed is not None:
+        seeds = [args.seed]
+    else:
+        seeds = list(quick.get("seeds", preset.get("seeds", DEFAULT_SEEDS)))
     if any(s < 0 for s in seeds):
         parser.error(f"--seed {seeds[0]} must be >= 0")
-    if args.dataset == "mnist1d" and args.data_dir is not None:
-        parser.error("--data-dir is for the image data sets; mnist1d is generated locally: drop --data-dir")
-    if args.dataset != "mnist1d" and args.data_dir is None:
+    if args.dataset in GENERATED_DATASETS and args.data_dir is not None:
+        parser.error(f"--data-dir is for the image data sets; {args.dataset} is generated locally: drop --data-dir")
+    if args.dataset not in GENERATED_DATASETS and args.data_dir is None:
         parser.error(
             f"--dataset {args.dataset} is read from a local folder: pass --data-dir DIR "
             "(nothing is downloaded)"
         )
     _check_out(parser, args.out, args.resume)
     torch.set_num_threads(args.threads)
-    try:
+    try:  # before --out is created: a bad --data-dir leaves no empty results folder behind
         data = load_dataset(args.dataset, args.data_dir, train_size=args.train_size)
+        extra = {"patch_dim": data.patch_dim} if data.patch_dim is not None else {}
         factory = build_model(
             args.model,
             data.input_shape,
@@ -374,14 +412,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             depth=args.depth,
             batch_norm=args.mlp_bn,
             kernels=kernels,
+            **extra,
         )
     except (ValueError, FileNotFoundError, ImportError) as err:
         parser.error(str(err))
+    _make_out(parser, args.out)
     setup: dict[str, Any] = {"dataset": args.dataset, "train_size": args.train_size, "model": args.model}
+    setup.update(dataset_setup(args.dataset))
     if args.model == "mlp":
         setup.update(width=args.width, depth=args.depth, mlp_bn=args.mlp_bn)
     elif args.model == "cnn1d":
         setup.update(width=args.width, kernels=list(kernels))
+    elif args.model in MODEL_WIDTHS:
+        setup.update(width=args.width)
     runs = len(seeds) * len(args.optimizers) * len(args.methods)
     if args.jobs is not None:
         jobs = args.jobs
@@ -390,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         jobs = _cores()
     jobs = max(1, min(jobs, runs))
+    if args.quick:
+        print(SMOKE_NOTE, file=sys.stderr)
     start = time.perf_counter()
     try:
         records = run_protocol(
@@ -415,7 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except SettingsMismatchError as err:
         parser.error(str(err).replace("or a new --out", "or another --out"))
+    except CorruptRunError as err:
+        parser.error(str(err))
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt this message
         print(
             f"\ninterrupted; finished experiments are saved in {args.out}. Continue with the same "
             "command plus --resume.",
@@ -423,15 +471,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     elapsed = time.perf_counter() - start
-    table = summary_markdown(records)
+    # the summary covers the whole folder: runs of other methods or seeds kept by --resume too
+    records = json.loads((args.out / "experiments.json").read_text(encoding="utf-8"))["records"]
+    table = summary_markdown(records, config.max_epochs, config.threshold)
+    verdicts = verdicts_markdown(records, "dash", config.max_epochs, config.threshold)
     factors = factor_markdown(records)
     command = " ".join(["dash-warmstart", *raw])
     cpu = sum(r.get("cpu_seconds") or 0.0 for r in records)
     add_invocation(args.out, command, jobs, args.threads, elapsed, cpu)
     text = (
         f"# Warm-start protocol: {args.dataset}, {args.model}, {config.num_chunks} chunks\n\n"
-        f"Command: `{command}`  \nWall time of this invocation: {elapsed:.0f} s ({jobs} job(s)); CPU time of "
+        + (f"**{SMOKE_NOTE}**\n\n" if args.quick else "")
+        + f"Command: `{command}`  \nWall time of this invocation: {elapsed:.0f} s ({jobs} job(s)); CPU time of "
         f"all experiments (resumed ones included): {cpu:.0f} s\n\n{table}\n"
+        + (f"\n## Who won: DASH against each method\n\n{verdicts}\n" if verdicts else "")
         + (f"\n## DASH's factors per layer kind\n\n{factors}\n" if factors else "")
     )
     atomic_write(args.out / "summary.md", text)
@@ -446,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 records,
                 args.out / "plot.png",
                 title=f"{args.dataset}, {args.model}, {config.num_chunks} chunks",
+                lambd=config.dash_lambd,
+                max_epochs=config.max_epochs,
+                threshold=config.threshold,
             )
         except ImportError as err:
             print(f"no plot: {err}", file=sys.stderr)
@@ -453,4 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nresults in {args.out}/ (summary.md, experiments.csv, dash-factors.csv, experiments.json, "
         f"provenance.json{'' if args.no_plot else ', plot.png'}); {elapsed:.0f} s"
     )
+    lines = verdict_lines(compare(records, "dash", config.max_epochs, config.threshold), config.max_epochs)
+    if lines:
+        print("\nWho won (DASH against each method, paired by seed, 95% t intervals):")
+        print("\n".join(f"  {line}" for line in lines))
+    if args.quick:
+        print("\n" + SMOKE_NOTE)
     return 0

@@ -6,14 +6,91 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "OPTIMIZERS", "ProtocolConfig"]
+__all__ = [
+    "DATASET_PRESETS",
+    "DEFAULT_DATASET",
+    "DEFAULT_METHODS",
+    "DEFAULT_SEEDS",
+    "METHODS",
+    "MODEL_PRESETS",
+    "MODEL_WIDTHS",
+    "OPTIMIZERS",
+    "QUICK_PRESET",
+    "ProtocolConfig",
+]
 
 #: The warm-starting methods compared (see :func:`~torch_dash_optim.experiments.run_protocol`).
-METHODS: tuple[str, ...] = ("cold", "warm", "warm_rm", "sp", "l2_init", "reset", "fire", "dash")
+#: ``uniform`` is the ablation of DASH's direction: the same parameters shrunk by one factor,
+#: DASH's mean factor at that stage.
+METHODS: tuple[str, ...] = ("cold", "warm", "warm_rm", "sp", "l2_init", "reset", "fire", "uniform", "dash")
 #: The methods of the default run (``dash-warmstart`` without ``--methods``).
-DEFAULT_METHODS: tuple[str, ...] = ("cold", "warm", "sp", "fire", "dash")
+DEFAULT_METHODS: tuple[str, ...] = ("cold", "warm", "sp", "fire", "uniform", "dash")
 #: The optimizers, SGD with momentum and SAM around it.
 OPTIMIZERS: tuple[str, ...] = ("sgd", "sam")
+
+#: The data set of ``dash-warmstart`` without ``--dataset``: generated from the paper's data
+#: model (see :mod:`~torch_dash_optim.experiments.features`), where warm starting clearly hurts.
+DEFAULT_DATASET: str = "features"
+#: The seeds of the default run (``--seeds`` overrides them).
+DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+_IMAGE_PRESET: dict[str, Any] = {
+    "model": "resnet18",
+    "width": 1000,
+    "depth": 2,
+    "mlp_bn": True,
+    "chunks": 50,
+    "lr": 0.001,
+    "max_epochs": 10000,
+    "l2_init": 0.01,
+    "train_size": None,
+}
+
+#: Per-data-set defaults of the settings left unset on the command line. The image data sets
+#: use the authors' values (ResNet-18, 50 chunks, SGD lr 1e-3); ``features`` and ``mnist1d``
+#: those chosen for a CPU run (see the docs' Experiments page, which lists every setting tried).
+#: ``width`` is the model's (``None``: :data:`MODEL_WIDTHS`); for the image data sets it is the
+#: width of ``--model mlp``.
+DATASET_PRESETS: dict[str, dict[str, Any]] = {
+    "features": {
+        "model": "patchcnn",
+        "width": None,
+        "depth": 3,
+        "mlp_bn": False,
+        "chunks": 10,
+        "lr": 0.01,
+        "max_epochs": 300,
+        "l2_init": 0.001,
+        "train_size": None,
+    },
+    "mnist1d": {
+        "model": "cnn1d",
+        "width": None,
+        "depth": 3,
+        "mlp_bn": False,
+        "chunks": 10,
+        "lr": 0.05,
+        "max_epochs": 100,
+        "l2_init": 0.001,
+        "train_size": None,
+    },
+    **{name: dict(_IMAGE_PRESET, train_size=50000 if name == "svhn" else None)
+       for name in ("cifar10", "cifar100", "svhn", "tiny-imagenet")},
+}
+
+#: Settings that depend on the model as well as the data set (``--model mlp`` on MNIST-1D keeps
+#: the settings of the earlier MLP default).
+MODEL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    ("mnist1d", "mlp"): {"lr": 0.01, "max_epochs": 300, "width": 256},
+}
+
+#: Model widths when neither ``--width`` nor a preset gives one.
+MODEL_WIDTHS: dict[str, int] = {"patchcnn": 64, "cnn1d": 32, "mlp": 1000}
+
+#: What ``--quick`` sets, over the data set's preset and under the flags given: a smoke run of
+#: two seeds on a third of the ``features`` training set in 4 chunks. Its numbers are not
+#: evidence.
+QUICK_PRESET: dict[str, Any] = {"train_size": 600, "chunks": 4, "max_epochs": 100, "seeds": [0, 1]}
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,31 @@
-"""The data sets: MNIST-1D generated locally, and the paper's image data sets from a folder.
+"""The data sets: ``features`` and MNIST-1D generated locally, the paper's image data sets from a folder.
 
-Nothing is ever downloaded. MNIST-1D comes from the ``mnist1d`` package's ``make_dataset``
+Nothing is ever downloaded. ``features`` is drawn from the DASH paper's data model (see
+:mod:`~torch_dash_optim.experiments.features`). MNIST-1D comes from the ``mnist1d`` package's ``make_dataset``
 (generated from templates shipped with it). CIFAR-10/100 and SVHN are read by torchvision
 from ``--data-dir`` with ``download=False`` and kept as tensors; Tiny-ImageNet is read as
-ImageFolder trees. torchvision is an optional extra: ``pip install torch-dash-optim[vision]``.
+ImageFolder trees. torchvision is an optional extra: ``pip install -e ".[vision]"`` in a clone.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-__all__ = ["DATASETS", "DataSplit", "load_dataset", "mnist1d"]
+from .._extras import install_hint
+from .features import FeaturesData, FeatureSpec, make_features
+
+__all__ = ["DATASETS", "GENERATED_DATASETS", "DataSplit", "dataset_setup", "features", "load_dataset", "mnist1d"]
 
 #: Data set names accepted by :func:`load_dataset`.
-DATASETS: tuple[str, ...] = ("mnist1d", "cifar10", "cifar100", "svhn", "tiny-imagenet")
+DATASETS: tuple[str, ...] = ("features", "mnist1d", "cifar10", "cifar100", "svhn", "tiny-imagenet")
+#: The data sets generated on the spot, which need no ``--data-dir``.
+GENERATED_DATASETS: tuple[str, ...] = ("features", "mnist1d")
 
 # Per-channel mean and std used to normalise the image data sets.
 _STATS = {
@@ -39,12 +45,71 @@ class DataSplit:
     >>> data = DataSplit(TensorDataset(torch.zeros(4, 3)), TensorDataset(torch.zeros(2, 3)), (3,), 2)
     >>> data.input_shape, data.num_classes
     ((3,), 2)
+
+    ``patch_dim`` is the patch length of a ``features`` input (what ``patchcnn`` reads per
+    kernel), ``None`` for the other data sets.
     """
 
     train: Dataset
     test: Dataset
     input_shape: tuple[int, ...]
     num_classes: int
+    patch_dim: int | None = None
+
+
+def features(spec: FeatureSpec | None = None) -> DataSplit:
+    """Draw the ``features`` data set (the DASH paper's data model) as a :class:`DataSplit`.
+
+    Parameters
+    ----------
+    spec:
+        The generator's settings (default: :class:`~.features.FeatureSpec`'s, those of the
+        default run).
+
+    Returns
+    -------
+    DataSplit
+        Training and test sets of ``patches * patch_dim``-value signals, ``patch_dim`` set.
+
+    Examples
+    --------
+    >>> data = features(FeatureSpec(num_train=40, num_test=10))
+    >>> len(data.train), data.input_shape, data.num_classes, data.patch_dim
+    (40, (1024,), 10, 128)
+    """
+    spec = spec or FeatureSpec()
+    drawn = _features_cached(spec)
+    return DataSplit(drawn.train, drawn.test, (spec.input_length,), spec.classes, spec.patch_dim)
+
+
+@functools.lru_cache(maxsize=2)
+def _features_cached(spec: FeatureSpec) -> FeaturesData:
+    return make_features(spec)
+
+
+def dataset_setup(name: str) -> dict[str, Any]:
+    """Return what describes a generated data set beyond its name (saved in ``config.json``).
+
+    Parameters
+    ----------
+    name:
+        A data set name (see :data:`DATASETS`).
+
+    Returns
+    -------
+    dict
+        For ``features``: ``{"features": <the FeatureSpec's fields>}``; ``{}`` for the others.
+
+    Examples
+    --------
+    >>> dataset_setup("features")["features"]["rare"]
+    3
+    >>> dataset_setup("mnist1d")
+    {}
+    """
+    if name == "features":
+        return {"features": asdict(FeatureSpec())}
+    return {}
 
 
 def mnist1d(num_train: int = 4000, num_test: int = 1000, seed: int = 42) -> DataSplit:
@@ -86,7 +151,7 @@ def _mnist1d_tensors(num_train: int, num_test: int, seed: int) -> tuple[torch.Te
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as err:
         raise ImportError(
-            "MNIST-1D needs the mnist1d package: pip install torch-dash-optim[experiments]"
+            f'MNIST-1D needs the mnist1d package, from the "experiments" extra: {install_hint("experiments")}'
         ) from err
     args = get_dataset_args()
     args.num_samples = num_train + num_test
@@ -106,7 +171,7 @@ def _torchvision() -> Any:
         import torchvision
     except ImportError as err:
         raise ImportError(
-            "the image data sets need torchvision: pip install torch-dash-optim[vision]"
+            f'the image data sets need torchvision, from the "vision" extra: {install_hint("vision")}'
         ) from err
     return torchvision
 
@@ -183,8 +248,10 @@ def load_dataset(
     Parameters
     ----------
     name:
-        ``"mnist1d"`` (generated, no folder needed; 8000 training and 2000 test examples, twice
-        the standard MNIST-1D, which showed no warm-start gap), ``"cifar10"``, ``"cifar100"``,
+        ``"features"`` (generated from the paper's data model, 2000 training and 2000 test
+        signals; see :func:`features`), ``"mnist1d"`` (generated, no folder needed; 8000 training
+        and 2000 test examples, twice the standard MNIST-1D, which showed no warm-start gap),
+        ``"cifar10"``, ``"cifar100"``,
         ``"svhn"`` or ``"tiny-imagenet"`` (read from ``data_dir``).
     data_dir:
         The folder holding the image data set, laid out as torchvision expects.
@@ -205,7 +272,9 @@ def load_dataset(
     >>> len(data.train), len(data.test)
     (100, 2000)
     """
-    if name == "mnist1d":
+    if name == "features":
+        data = features()
+    elif name == "mnist1d":
         data = mnist1d(num_train=8000, num_test=2000)
     elif name in ("cifar10", "cifar100", "svhn", "tiny-imagenet"):
         if data_dir is None:

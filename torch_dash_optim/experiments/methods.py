@@ -1,7 +1,16 @@
-"""What each warm-starting method does when new data arrives, before training on it."""
+"""What each warm-starting method does when new data arrives, before training on it.
+
+Each method is a small :class:`Method` object with one home here: how it builds its learner
+(:meth:`Method.new_learner`) and what it does when a chunk arrives (:meth:`Method.on_new_data`).
+:data:`BUILTIN` maps the names of :data:`~torch_dash_optim.experiments.config.METHODS` to them.
+:func:`~torch_dash_optim.experiments.run_protocol` also takes your own :class:`Method`
+objects beside the built-in names; see :class:`Method` for an example.
+"""
 
 from __future__ import annotations
 
+import copy
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,18 +24,34 @@ from ..wrapper import DASHWrapper
 from .config import ProtocolConfig
 from .training import make_optimizer
 
-__all__ = ["FACTOR_QUANTILES", "LAYER_KINDS", "Learner", "factor_stats", "new_learner", "on_new_data"]
+__all__ = [
+    "BUILTIN",
+    "FACTOR_QUANTILES",
+    "LAYER_KINDS",
+    "Arrival",
+    "Learner",
+    "Method",
+    "factor_stats",
+    "get_method",
+    "new_learner",
+    "on_new_data",
+]
 
 #: The kinds of DASH units the factor statistics are grouped by.
 LAYER_KINDS: tuple[str, ...] = ("conv", "linear", "bias")
 #: The factor quantiles recorded per layer kind.
 FACTOR_QUANTILES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 _BINS = 20
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 @dataclass
 class Learner:
     """The model, optimizer and (for ``l2_init``) penalty of one run.
+
+    ``info`` holds what a method reports about its last action (cleared before each
+    experiment); the keys ``dash_mean_factor``, ``dash_at_floor`` and ``dash_factors`` go into
+    the experiment's record.
 
     Examples
     --------
@@ -41,25 +66,306 @@ class Learner:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def new_learner(method: str, optimizer: str, model: nn.Module, config: ProtocolConfig) -> Learner:
-    """Return a fresh learner: ``dash`` wraps its optimizer, ``l2_init`` anchors at ``model``.
+@dataclass(frozen=True)
+class Arrival:
+    """What a method may use when a chunk arrives.
+
+    Attributes
+    ----------
+    optimizer:
+        The optimizer's name, ``"sgd"`` or ``"sam"``.
+    config:
+        The protocol's settings.
+    model_factory:
+        Builds a fresh, untrained model (on the CPU; move it to :attr:`device`).
+    seen_so_far:
+        Returns an iterable over the batches of all chunks so far, in order, the new one
+        last, one batch per chunk (what DASH's gradient pass uses).
+    device:
+        Where the model lives.
+
+    Examples
+    --------
+    >>> arrival = Arrival("sgd", ProtocolConfig(lr=0.1), lambda: torch.nn.Linear(2, 2), list, torch.device("cpu"))
+    >>> type(arrival.new_optimizer(torch.nn.Linear(2, 2))).__name__
+    'SGD'
+    """
+
+    optimizer: str
+    config: ProtocolConfig
+    model_factory: Callable[[], nn.Module]
+    seen_so_far: Callable[[], Iterable[Any]]
+    device: torch.device
+
+    def new_optimizer(self, model: nn.Module) -> Optimizer:
+        """A fresh optimizer of the run's kind over ``model``'s parameters."""
+        return make_optimizer(model, self.optimizer, self.config)
+
+
+class Method:
+    """One warm-starting method: its learner, and its action when a chunk arrives.
+
+    The base class is a plain warm start: a fresh optimizer at the start, nothing when data
+    arrives. A method overrides :meth:`on_new_data` (and :meth:`new_learner` if it needs
+    another optimizer or a penalty). ``name`` names the method in records, file names and
+    tables (letters, digits, ``_`` and ``-``); ``label`` is its name in tables and plots.
+
+    Examples
+    --------
+    Your own method, run beside the built-in ones (it must be picklable, i.e. defined at
+    module level, for ``jobs > 1``):
+
+    >>> from torch.utils.data import TensorDataset
+    >>> from torch_dash_optim.experiments import run_protocol
+    >>> class Halve(Method):
+    ...     name, label = "halve", "Halve the weights"
+    ...     def on_new_data(self, learner, arrival):
+    ...         with torch.no_grad():
+    ...             for p in learner.model.parameters():
+    ...                 p.mul_(0.5)
+    ...         return learner
+    >>> x, y = torch.randn(60, 4), torch.randint(0, 2, (60,))
+    >>> records = run_protocol(TensorDataset(x[:40], y[:40]), TensorDataset(x[40:], y[40:]),
+    ...                        lambda: torch.nn.Linear(4, 2), methods=["warm", Halve()],
+    ...                        config=ProtocolConfig(num_chunks=2, lr=0.1, max_epochs=3),
+    ...                        progress=False)
+    >>> sorted({r["method"] for r in records})
+    ['halve', 'warm']
+    """
+
+    name: str = "warm"
+    label: str = "Warm"
+
+    def new_learner(self, model: nn.Module, optimizer: str, config: ProtocolConfig) -> Learner:
+        """Return the learner of a new run around ``model`` (already on its device).
+
+        Parameters
+        ----------
+        model:
+            The freshly initialised model.
+        optimizer:
+            ``"sgd"`` or ``"sam"``.
+        config:
+            The protocol's settings.
+
+        Returns
+        -------
+        Learner
+            The model and a fresh optimizer over it.
+        """
+        return Learner(model, make_optimizer(model, optimizer, config))
+
+    def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        """Act on the learner when a chunk arrives (from the second chunk on), before training.
+
+        Parameters
+        ----------
+        learner:
+            The learner trained on the earlier chunks.
+        arrival:
+            The run's optimizer kind, settings, model factory, device and the data so far.
+
+        Returns
+        -------
+        Learner
+            The learner to train: the same one, changed in place, or a new one.
+        """
+        return learner
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class Cold(Method):
+    """A new model and optimizer at every chunk."""
+
+    name, label = "cold", "Cold (random init)"
+
+    def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        return self.new_learner(arrival.model_factory().to(arrival.device), arrival.optimizer, arrival.config)
+
+
+class Warm(Method):
+    """Keep training the same model and optimizer."""
+
+
+class WarmResetOptimizer(Method):
+    """Keep the model, start a new optimizer."""
+
+    name, label = "warm_rm", "Warm, optimizer reset"
+
+    def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        learner.optimizer = arrival.new_optimizer(learner.model)
+        return learner
+
+
+class ShrinkPerturb(Method):
+    """Shrink & Perturb (:func:`~torch_dash_optim.baselines.shrink_perturb_`)."""
+
+    name, label = "sp", "Shrink & Perturb"
+
+    def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        shrink_perturb_(learner.model, arrival.config.sp_shrink, arrival.config.sp_sigma)
+        return learner
+
+
+class L2InitMethod(Method):
+    """A penalty pulling the weights towards their initial values (no action on new data)."""
+
+    name, label = "l2_init", "L2 init"
+
+    def new_learner(self, model: nn.Module, optimizer: str, config: ProtocolConfig) -> Learner:
+        return Learner(model, make_optimizer(model, optimizer, config), L2Init(model, config.l2_init))
+
+
+class ResetLastLayer(Method):
+    """Re-initialise the last layer."""
+
+    name, label = "reset", "Last-layer reset"
+
+    def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        reset_last_layer_(learner.model)
+        return learner
+
+
+class Fire(Method):
+    """FIRE (:func:`~torch_dash_optim.baselines.fire_`) and a new optimizer, as the official code does."""
+
+    name, label = "fire", "FIRE"
+
+    def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        fire_(learner.model)
+        learner.optimizer = arrival.new_optimizer(learner.model)
+        return learner
+
+
+def _dash(model: nn.Module, optimizer: Optimizer, config: ProtocolConfig) -> DASHWrapper:
+    return DASHWrapper(
+        optimizer, model=model, loss_fn=nn.CrossEntropyLoss(), lambd=config.dash_lambd, alpha=config.dash_alpha
+    )
+
+
+class Dash(Method):
+    """DASH: :meth:`~torch_dash_optim.DASHWrapper.on_new_data` over all chunks so far.
+
+    The factors' statistics per layer kind (:func:`factor_stats`) go to ``learner.info``.
+    """
+
+    name, label = "dash", "DASH"
+
+    def new_learner(self, model: nn.Module, optimizer: str, config: ProtocolConfig) -> Learner:
+        return Learner(model, _dash(model, make_optimizer(model, optimizer, config), config))
+
+    def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        if not isinstance(learner.optimizer, DASHWrapper):
+            raise TypeError(
+                f"the dash method needs the DASHWrapper its new_learner builds, not {type(learner.optimizer).__name__}"
+            )
+        report = learner.optimizer.on_new_data(arrival.seen_so_far())
+        learner.info["dash_mean_factor"] = report.mean_factor
+        learner.info["dash_at_floor"] = report.at_floor
+        learner.info["dash_factors"] = factor_stats(learner.model, report.factors, arrival.config.dash_lambd)
+        return learner
+
+
+class UniformShrink(Method):
+    """The ablation of DASH's direction: shrink every unit DASH would shrink by DASH's mean factor.
+
+    DASH's factors are computed on a copy of the model (the same gradient pass, same settings,
+    nothing applied to the run's model); then every parameter DASH would shrink is multiplied
+    by their mean over all units (:attr:`DASHReport.mean_factor
+    <torch_dash_optim.DASHReport.mean_factor>`). The optimizer state is kept, as DASH's
+    default ``state="keep"`` does. The factor goes to ``learner.info["dash_mean_factor"]``.
+    """
+
+    name, label = "uniform", "Uniform shrink"
+
+    def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        shadow = copy.deepcopy(learner.model)
+        report = _dash(shadow, arrival.new_optimizer(shadow), arrival.config).on_new_data(arrival.seen_so_far())
+        factor = report.mean_factor
+        params = dict(learner.model.named_parameters())
+        with torch.no_grad():
+            for name in report.factors:
+                params[name].mul_(factor)
+        learner.info["dash_mean_factor"] = factor
+        return learner
+
+
+#: The built-in methods, by name, in the order of :data:`~torch_dash_optim.experiments.config.METHODS`.
+BUILTIN: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Cold(),
+        Warm(),
+        WarmResetOptimizer(),
+        ShrinkPerturb(),
+        L2InitMethod(),
+        ResetLastLayer(),
+        Fire(),
+        UniformShrink(),
+        Dash(),
+    )
+}
+
+
+def get_method(method: str | Method) -> Method:
+    """Return the :class:`Method` of a built-in name, or ``method`` itself if it is one.
 
     Parameters
     ----------
     method:
-        One of :data:`~torch_dash_optim.experiments.config.METHODS`.
+        A name of :data:`BUILTIN` or a :class:`Method` object.
+
+    Returns
+    -------
+    Method
+        The method object.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or a method object whose ``name`` is not usable in file names.
+    TypeError
+        For anything else.
+
+    Examples
+    --------
+    >>> get_method("sp").label
+    'Shrink & Perturb'
+    """
+    if isinstance(method, Method):
+        if not isinstance(method.name, str) or not _NAME.fullmatch(method.name):
+            raise ValueError(
+                f"method {method!r}: name={method.name!r} must be letters, digits, '_' or '-' "
+                "(it names the run's files); set the class attribute name"
+            )
+        return method
+    if isinstance(method, str):
+        if method not in BUILTIN:
+            raise ValueError(f"unknown method {method!r}; use one of {', '.join(BUILTIN)} or a Method object")
+        return BUILTIN[method]
+    raise TypeError(f"a method is a name ({', '.join(BUILTIN)}) or a Method object, not {type(method).__name__}")
+
+
+def new_learner(method: str | Method, optimizer: str, model: nn.Module, config: ProtocolConfig) -> Learner:
+    """Return a fresh learner of ``method`` (``dash`` wraps its optimizer, ``l2_init`` anchors at ``model``).
+
+    Parameters
+    ----------
+    method:
+        A name of :data:`BUILTIN` or a :class:`Method`.
     optimizer:
-        One of :data:`~torch_dash_optim.experiments.config.OPTIMIZERS` (``"sgd"`` or ``"sam"``).
+        ``"sgd"`` or ``"sam"``.
     model:
         The model to train.
     config:
-        The protocol's settings (learning rate, DASH and L2 Init settings, ...).
+        The protocol's settings.
 
     Returns
     -------
     Learner
-        The model, its optimizer (a :class:`~torch_dash_optim.DASHWrapper` for ``dash``) and,
-        for ``l2_init``, the penalty.
+        See :meth:`Method.new_learner`.
 
     Examples
     --------
@@ -67,17 +373,11 @@ def new_learner(method: str, optimizer: str, model: nn.Module, config: ProtocolC
     >>> type(learner.optimizer).__name__
     'DASHWrapper'
     """
-    opt = make_optimizer(model, optimizer, config)
-    if method == "dash":
-        opt = DASHWrapper(
-            opt, model=model, loss_fn=nn.CrossEntropyLoss(), lambd=config.dash_lambd, alpha=config.dash_alpha
-        )
-    penalty = L2Init(model, config.l2_init) if method == "l2_init" else None
-    return Learner(model, opt, penalty)
+    return get_method(method).new_learner(model, optimizer, config)
 
 
 def on_new_data(
-    method: str,
+    method: str | Method,
     optimizer: str,
     learner: Learner,
     config: ProtocolConfig,
@@ -87,21 +387,12 @@ def on_new_data(
 ) -> Learner:
     """Apply ``method``'s action when a chunk arrives (from the second chunk on).
 
-    * ``cold``: a new model and optimizer; ``warm``, ``l2_init``: nothing;
-    * ``warm_rm``: a new optimizer; ``sp``: Shrink & Perturb; ``reset``: the last layer is
-      re-initialised;
-    * ``fire``: FIRE (:func:`~torch_dash_optim.baselines.fire_`) and a new optimizer, as the
-      official code does at every new chunk;
-    * ``dash``: :meth:`~torch_dash_optim.DASHWrapper.on_new_data` over ``seen_so_far()`` (all chunks so far in
-      order, the new one last); the factors' statistics per layer kind (:func:`factor_stats`)
-      go to ``learner.info``.
-
     Parameters
     ----------
     method:
-        One of :data:`~torch_dash_optim.experiments.config.METHODS`.
+        A name of :data:`BUILTIN` or a :class:`Method`.
     optimizer:
-        One of :data:`~torch_dash_optim.experiments.config.OPTIMIZERS`.
+        ``"sgd"`` or ``"sam"``.
     learner:
         The learner trained on the earlier chunks.
     config:
@@ -110,14 +401,14 @@ def on_new_data(
         Builds a fresh, untrained model (used by ``cold``).
     seen_so_far:
         Returns an iterable over the batches of all chunks so far, in order, the new one last
-        (used by ``dash``).
+        (used by ``dash`` and ``uniform``).
     device:
         Where the model lives.
 
     Returns
     -------
     Learner
-        The learner to train: the same one, changed in place, or a new one for ``cold``.
+        See :meth:`Method.on_new_data`.
 
     Examples
     --------
@@ -128,24 +419,8 @@ def on_new_data(
     >>> bool((learner.model.weight - 0.3 * w).abs().max() < 0.1)
     True
     """
-    if method == "cold":
-        return new_learner(method, optimizer, model_factory().to(device), config)
-    if method == "warm_rm":
-        learner.optimizer = make_optimizer(learner.model, optimizer, config)
-    elif method == "sp":
-        shrink_perturb_(learner.model, config.sp_shrink, config.sp_sigma)
-    elif method == "reset":
-        reset_last_layer_(learner.model)
-    elif method == "fire":
-        fire_(learner.model)
-        learner.optimizer = make_optimizer(learner.model, optimizer, config)
-    elif method == "dash":
-        assert isinstance(learner.optimizer, DASHWrapper)
-        report = learner.optimizer.on_new_data(seen_so_far())
-        learner.info["dash_mean_factor"] = report.mean_factor
-        learner.info["dash_at_floor"] = report.at_floor
-        learner.info["dash_factors"] = factor_stats(learner.model, report.factors, config.dash_lambd)
-    return learner
+    arrival = Arrival(optimizer, config, model_factory, seen_so_far, torch.device(device))
+    return get_method(method).on_new_data(learner, arrival)
 
 
 def _kind(module: nn.Module, attr: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CNN1d", "MODELS", "MLP", "build_model", "resnet18", "vgg16_bn"]
+__all__ = ["CNN1d", "MODELS", "MLP", "PatchCNN", "build_model", "resnet18", "vgg16_bn"]
 
 
 class MLP(nn.Module):
@@ -147,6 +147,67 @@ class CNN1d(nn.Module):
         if x.ndim == 2:
             x = x.unsqueeze(1)
         return self.head(torch.flatten(self.features(x), 1))
+
+
+class PatchCNN(nn.Module):
+    """A small CNN over the patches of a ``features`` input, with BatchNorm after each conv.
+
+    The first conv reads one patch at a time (kernel and stride ``patch_dim``), so each of its
+    ``width`` kernels is one DASH unit that sees exactly one patch; the second mixes
+    neighbouring patches (kernel 3); a global average pool over patches feeds the ``Linear``
+    head. The convs have no bias and are each followed by ``BatchNorm1d`` and ReLU, as in
+    the DASH authors' models.
+
+    Parameters
+    ----------
+    length:
+        Values per input (``patches * patch_dim``).
+    num_classes:
+        Number of outputs.
+    patch_dim:
+        Values per patch.
+    width:
+        Channels of both conv layers.
+
+    Examples
+    --------
+    >>> model = PatchCNN(256, 10, patch_dim=32, width=8)
+    >>> model(torch.randn(4, 256)).shape
+    torch.Size([4, 10])
+    >>> tuple(model.conv1.weight.shape)
+    (8, 1, 32)
+    """
+
+    def __init__(self, length: int, num_classes: int, patch_dim: int = 32, width: int = 64) -> None:
+        super().__init__()
+        if patch_dim < 1 or length % patch_dim:
+            raise ValueError(f"length={length} must be a multiple of patch_dim={patch_dim}")
+        if width < 1:
+            raise ValueError(f"width={width} must be >= 1")
+        self.conv1 = nn.Conv1d(1, width, patch_dim, stride=patch_dim, bias=False)
+        self.bn1 = nn.BatchNorm1d(width)
+        self.conv2 = nn.Conv1d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(width)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the logits of a batch.
+
+        Parameters
+        ----------
+        x:
+            A batch of shape ``(N, length)`` or ``(N, 1, length)``.
+
+        Returns
+        -------
+        Tensor
+            The logits, of shape ``(N, num_classes)``.
+        """
+        if x.ndim == 2:
+            x = x.unsqueeze(1)
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = torch.relu(self.bn2(self.conv2(h)))
+        return self.head(h.mean(2))
 
 
 class _BasicBlock(nn.Module):
@@ -320,7 +381,7 @@ def vgg16_bn(input_shape: Sequence[int], num_classes: int, width_divisor: int = 
 
 
 #: Model names accepted by :func:`build_model`.
-MODELS: tuple[str, ...] = ("cnn1d", "mlp", "resnet18", "vgg16")
+MODELS: tuple[str, ...] = ("patchcnn", "cnn1d", "mlp", "resnet18", "vgg16")
 
 
 def build_model(
@@ -332,6 +393,7 @@ def build_model(
     depth: int = 3,
     batch_norm: bool = False,
     kernels: Sequence[int] = (5, 3, 3),
+    patch_dim: int = 32,
 ) -> Callable[[], nn.Module]:
     """Return a factory of fresh models of the named architecture.
 
@@ -350,6 +412,8 @@ def build_model(
         The MLP's settings (see :class:`MLP`); ``width`` is also the channels of ``cnn1d``.
     kernels:
         The conv kernel sizes of ``cnn1d`` (see :class:`CNN1d`).
+    patch_dim:
+        The patch length of ``patchcnn`` (see :class:`PatchCNN`); ``width`` is its channels.
 
     Examples
     --------
@@ -360,6 +424,12 @@ def build_model(
     if name == "mlp":
         in_features = math.prod(int(s) for s in input_shape)
         return functools.partial(MLP, in_features, num_classes, width=width, depth=depth, batch_norm=batch_norm)
+    if name == "patchcnn":
+        if len(input_shape) not in (1, 2) or (len(input_shape) == 2 and input_shape[0] != 1):
+            raise ValueError(
+                f"model 'patchcnn' needs 1-D signals of shape (length,) or (1, length); got {tuple(input_shape)}"
+            )
+        return functools.partial(PatchCNN, int(input_shape[-1]), num_classes, patch_dim=patch_dim, width=width)
     if name == "cnn1d":
         if len(input_shape) not in (1, 2) or (len(input_shape) == 2 and input_shape[0] != 1):
             raise ValueError(

@@ -1,10 +1,11 @@
 """The PNG plots: test accuracy, steps and DASH's factor distribution, for people.
 
-:func:`plot_results` stacks three panels that stay legible at 400 px width: test accuracy and
+:func:`plot_results` stacks panels that stay legible at 400 px width: test accuracy and
 training steps against the experiment (mean ± std band over seeds, DASH drawn thick and on
-top, one colour and marker per method, SAM dashed), and the distribution of DASH's factors per
-layer kind. :func:`plot_factor_distributions` compares the factor distributions of several
-results (for example the default CNN and ``--model mlp``).
+top, one colour and marker per method, SAM dashed), DASH against each other method at the last
+experiment (paired per-seed differences with their 95% intervals, from :mod:`.stats`), and the
+distribution of DASH's factors per layer kind. :func:`plot_factor_distributions` compares the
+factor distributions of several results (for example the default CNN and ``--model mlp``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import METHODS, OPTIMIZERS
+from .._extras import install_hint
+from .config import OPTIMIZERS
 from .methods import LAYER_KINDS
-from .summary import LABELS
+from .stats import Comparison, compare
+from .summary import LABELS, method_order
 
 __all__ = ["COLORS", "plot_factor_distributions", "plot_results"]
 
@@ -29,9 +32,20 @@ COLORS: dict[str, str] = {
     "l2_init": "#009E73",
     "reset": "#CC79A7",
     "fire": "#8C564B",
+    "uniform": "#000000",
     "dash": "#D55E00",
 }
-_MARKERS = {"cold": "o", "warm": "v", "warm_rm": "^", "sp": "s", "l2_init": "D", "reset": "P", "fire": "X", "dash": "*"}
+_MARKERS = {
+    "cold": "o",
+    "warm": "v",
+    "warm_rm": "^",
+    "sp": "s",
+    "l2_init": "D",
+    "reset": "P",
+    "fire": "X",
+    "uniform": "h",
+    "dash": "*",
+}
 _KIND_LABELS = {"conv": "conv kernels", "linear": "Linear weights", "bias": "biases"}
 _KIND_COLORS = {"conv": "#D55E00", "linear": "#0072B2", "bias": "#999999"}
 
@@ -43,7 +57,8 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:
-        raise ImportError('the plot needs matplotlib: pip install -e ".[experiments]"') from err
+        hint = install_hint("experiments")
+        raise ImportError(f'the plot needs matplotlib, from the "experiments" extra: {hint}') from err
     return plt
 
 
@@ -101,15 +116,63 @@ def _draw_histogram(ax: Any, hist: dict[str, tuple[list[float], float]], lambd: 
     ax.legend(fontsize=8, loc="lower right", frameon=False)
 
 
-def plot_results(
-    records: Iterable[dict[str, Any]], path: str | Path, title: str = "", lambd: float | None = 0.3
-) -> Path:
-    """Plot mean ± std over seeds of test accuracy and steps per experiment, and DASH's factors.
+def _draw_differences(axes: Any, comparisons: list[Comparison], max_epochs: int | None) -> None:
+    """Per other method: every seed's paired difference (dots) and the mean with its 95% interval."""
+    several = len({c.optimizer for c in comparisons}) > 1
+    names = [
+        LABELS.get(c.other, c.other) + (f" ({c.optimizer.upper()})" if several else "") + (" †cap" if c.capped else "")
+        for c in comparisons
+    ]
+    # keep the accuracy axis on the close methods (as the accuracy panel does); name the outliers
+    sizes = sorted(abs(c.accuracy.mean) for c in comparisons)
+    median = sizes[len(sizes) // 2]
+    far = [abs(c.accuracy.mean) > max(15.0, 5 * median) for c in comparisons]
+    near = [v for c, f in zip(comparisons, far, strict=True) if not f for v in (*c.points, c.accuracy.low or 0.0,
+                                                                               c.accuracy.high or 0.0, 0.0)]
+    for y, (c, f) in enumerate(zip(comparisons, far, strict=True)):
+        if f and near:
+            names[y] += f"\n(off axis: {c.accuracy.mean:+.0f})".replace("-", "−")
+    for ax, values, interval, null, xlabel in (
+        (axes[0], "points", "accuracy", 0.0, "DASH − other, test acc. (points)"),
+        (axes[1], "step_ratios", "steps", 1.0, "DASH / other, steps"),
+    ):
+        for y, c in enumerate(comparisons):
+            color = COLORS.get(c.other, "0.3")
+            ax.plot(getattr(c, values), [y] * len(c.seeds), "o", ms=3.5, color=color, alpha=0.45)
+            iv = getattr(c, interval)
+            if iv.low is not None:
+                ax.plot([iv.low, iv.high], [y, y], "-", color=color, lw=2.2)
+            ax.plot([iv.mean], [y], "|", ms=12, mew=2.5, color=color)
+        ax.axvline(null, color="k", lw=0.8, ls=":")
+        ax.set(xlabel=xlabel, ylim=(len(comparisons) - 0.4, -0.6))
+        if null == 0.0 and any(far) and near:
+            low, high = min(near), max(near)
+            pad = 0.08 * (high - low) + 0.1
+            ax.set_xlim(low - pad, high + pad)
+        ax.set_yticks(range(len(comparisons)))
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticklabels(names, fontsize=8)
+    axes[1].set_yticklabels([])
+    axes[0].set_title("last experiment: seeds (dots), mean with 95% interval (bar)", fontsize=8.5, loc="left")
 
-    Needs matplotlib (the ``experiments`` extra). Three panels, stacked so that the figure
-    reads at 400 px width: test accuracy, training steps (one line per method and optimizer;
-    SGD solid, SAM dashed; DASH thick and on top), and, when DASH ran, the cumulative
-    distribution of its factors per layer kind (pooled over seeds and experiments).
+
+def plot_results(
+    records: Iterable[dict[str, Any]],
+    path: str | Path,
+    title: str = "",
+    lambd: float | None = 0.3,
+    max_epochs: int | None = None,
+    threshold: float | None = None,
+) -> Path:
+    """Plot test accuracy and steps per experiment, DASH against each other method, and DASH's factors.
+
+    Needs matplotlib (the ``experiments`` extra). Panels stacked so that the figure reads at
+    400 px width: test accuracy and training steps, mean ± std over seeds (one line per method
+    and optimizer; SGD solid, SAM dashed; DASH thick and on top); when DASH ran beside other
+    methods, the paired per-seed differences at the last experiment (test accuracy in points,
+    steps as a ratio), each method's mean with its 95% t interval (:func:`.stats.compare`),
+    "cap" marking pairs with a run stopped at the epoch cap; and, when DASH ran, the
+    cumulative distribution of its factors per layer kind (pooled over seeds and experiments).
 
     Parameters
     ----------
@@ -121,6 +184,8 @@ def plot_results(
         Figure title.
     lambd:
         DASH's floor, marked in the factor panel (``None``: not marked).
+    max_epochs, threshold:
+        The protocol's epoch cap and threshold, to mark capped runs (``None``: not marked).
 
     Returns
     -------
@@ -141,9 +206,17 @@ def plot_results(
     for r in records:
         series[(r["method"], r["optimizer"])][int(r["experiment"])].append((100 * r["test_acc"], r["steps"]))
     hist = _histogram([r for r in records if r["method"] == "dash"])
-    panels = 3 if hist else 2
-    fig, axes = plt.subplots(panels, 1, figsize=(5.2, 2.8 * panels + 0.8), dpi=100)
-    keys = sorted(series, key=lambda k: (METHODS.index(k[0]), OPTIMIZERS.index(k[1])))
+    comparisons = compare(records, "dash", max_epochs, threshold)
+    heights = [2.8, 2.8] + ([0.9 + 0.32 * len(comparisons)] if comparisons else []) + ([2.8] if hist else [])
+    fig = plt.figure(figsize=(5.2, sum(heights) + 0.8 + 0.6 * len(heights[2:])), dpi=100)
+    grid = fig.add_gridspec(len(heights), 2, height_ratios=heights)
+    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, :])]
+    if comparisons:
+        diff_axes = [fig.add_subplot(grid[2, 0]), fig.add_subplot(grid[2, 1])]
+    if hist:
+        axes.append(fig.add_subplot(grid[len(heights) - 1, :]))
+    order = method_order(m for m, _o in series)
+    keys = sorted(series, key=lambda k: (order.index(k[0]), OPTIMIZERS.index(k[1])))
     several = len({opt for _m, opt in keys}) > 1
     for method, opt in keys:
         by_exp = series[(method, opt)]
@@ -188,6 +261,8 @@ def plot_results(
         frameon=False,
         bbox_to_anchor=(0.5, 1.0),
     )
+    if comparisons:
+        _draw_differences(diff_axes, comparisons, max_epochs)
     if hist:
         _draw_histogram(axes[2], hist, lambd)
         axes[2].set_title("DASH's factors, all seeds and experiments", fontsize=9)
@@ -210,11 +285,14 @@ def _focus(ax: Any, series: dict[tuple[str, str], dict[int, list[tuple[float, fl
     }
     best = {x: max(m[x] for m in means.values() if x in m) for m in means.values() for x in m}
     kept = [v for m in means.values() for x, v in m.items() if v >= best[x] - 15]
-    lost = [key for key, m in means.items() if any(v < best[x] - 15 for x, v in m.items())]
-    if not lost or not kept:
+    if not kept:
         return
     low, high = min(kept), max(kept)
-    ax.set_ylim(low - 0.08 * (high - low) - 1, high + 0.04 * (high - low) + 0.5)
+    bottom = low - 0.08 * (high - low) - 1
+    lost = [key for key, m in means.items() if any(v < bottom for v in m.values())]
+    if not lost:  # every line fits: keep the full axis
+        return
+    ax.set_ylim(bottom, high + 0.04 * (high - low) + 0.5)
     names = ", ".join(LABELS.get(m, m) for m, _o in lost)
     ax.text(
         0.99, 0.03, f"below the axis: {names}", transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.3"

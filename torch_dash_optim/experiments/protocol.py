@@ -7,6 +7,7 @@ import multiprocessing.connection as mp_connection
 import os
 import pickle
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,8 +22,8 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from .config import METHODS, OPTIMIZERS, ProtocolConfig
 from .loaders import make_loader, split_chunks
-from .methods import Learner, new_learner, on_new_data
-from .store import RunStore, read_config, write_config, write_tables
+from .methods import BUILTIN, Arrival, Learner, Method, get_method
+from .store import RunStore, read_config, saved_records, write_config, write_tables
 from .training import evaluate, train_to_threshold
 
 __all__ = ["OutputExistsError", "SettingsMismatchError", "run_protocol"]
@@ -64,6 +65,29 @@ def _check_names(kind: str, given: Sequence[str], known: Sequence[str]) -> tuple
     return given
 
 
+def _check_methods(given: Sequence[str | Method] | str | Method) -> dict[str, Method]:
+    if isinstance(given, (str, Method)):
+        given = [given]
+    given = list(given)
+    if not given:
+        raise ValueError(f"methods is empty; use some of {', '.join(BUILTIN)}, or Method objects")
+    bad = [g for g in given if isinstance(g, str) and g not in BUILTIN]
+    if bad:
+        raise ValueError(f"unknown methods {bad!r}; use some of {', '.join(BUILTIN)}, or Method objects")
+    out: dict[str, Method] = {}
+    for g in given:
+        method = get_method(g)
+        if method.name in out:
+            raise ValueError(f"methods {[getattr(g, 'name', g) for g in given]!r} lists one twice ({method.name!r})")
+        builtin = BUILTIN.get(method.name)
+        if builtin is not None and type(method) is not type(builtin):
+            raise ValueError(
+                f"method {method!r} takes the name {method.name!r} of a built-in method; give it another name"
+            )
+        out[method.name] = method
+    return out
+
+
 def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     if isinstance(seeds, int):
         seeds = [seeds]
@@ -81,7 +105,7 @@ def _progress(total: int, enabled: bool) -> Iterator[Any]:
     if enabled:
         try:
             from tqdm.auto import tqdm
-        except ImportError:  # the bar is optional: pip install torch-dash-optim[experiments]
+        except ImportError:  # the bar is optional (tqdm, from the experiments extra)
             bar = None
         else:
             bar = tqdm(total=total, unit="exp", dynamic_ncols=True)
@@ -98,7 +122,7 @@ def run_protocol(
     model_factory: Callable[[], nn.Module],
     *,
     config: ProtocolConfig | None = None,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str | Method] = METHODS,
     optimizers: Sequence[str] = ("sgd",),
     seeds: Sequence[int] = (0,),
     out: str | Path | None = None,
@@ -114,7 +138,7 @@ def run_protocol(
 
     For each seed, the training set is split at random into ``config.num_chunks`` equal
     chunks. At experiment ``j`` chunk ``j`` arrives; each method first acts on its model
-    (see :func:`~torch_dash_optim.experiments.methods.on_new_data`), then trains on chunks
+    (see :class:`~torch_dash_optim.experiments.methods.Method`), then trains on chunks
     ``1..j`` until an epoch's train accuracy reaches ``config.threshold`` (or
     ``config.max_epochs``), and is tested on ``test_set``. All methods of a seed start from
     the same initial model and see the same chunks and batch orders.
@@ -128,13 +152,17 @@ def run_protocol(
         Returns a freshly initialised model (called under a seeded RNG).
     config:
         Hyperparameters (default: the authors', see :class:`ProtocolConfig`).
-    methods, optimizers, seeds:
-        What to compare: some of :data:`~torch_dash_optim.experiments.config.METHODS`, of ``("sgd", "sam")``, and seeds.
+    methods:
+        Names of :data:`~torch_dash_optim.experiments.config.METHODS` and your own
+        :class:`~torch_dash_optim.experiments.methods.Method` objects (see there for an example).
+    optimizers, seeds:
+        Some of ``("sgd", "sam")``, and seeds.
     out:
         Folder for results (``runs/``, ``experiments.csv``/``.json``). ``None``: in memory.
     resume:
         Continue a run in ``out`` that was interrupted; without it, an ``out`` that already
-        holds results is refused.
+        holds results is refused. Finished runs in ``out`` that are not asked for this time
+        (other methods or seeds) keep their rows in the tables, after the others.
     device:
         ``"cpu"``, ``"cuda"``, ...
     workers:
@@ -150,7 +178,9 @@ def run_protocol(
         ``i % torch.cuda.device_count()``. The records are bit-identical to those of ``jobs=1``
         run with the same number of torch threads, and ``resume`` works the same. Workers need
         a picklable ``model_factory`` (a module-level function, class or
-        :func:`functools.partial`) and picklable datasets.
+        :func:`functools.partial`), picklable datasets and methods. On
+        :class:`KeyboardInterrupt` the workers are stopped at once (SIGINT is ignored while
+        they stop) and what finished is kept for ``resume``.
     threads:
         torch threads of each worker (``jobs > 1`` only; a run in this process uses the
         caller's setting).
@@ -159,6 +189,13 @@ def run_protocol(
     -------
     list of dict
         Keys :data:`~torch_dash_optim.experiments.store.RECORD_FIELDS`; accuracies in [0, 1].
+
+    Raises
+    ------
+    OutputExistsError, SettingsMismatchError
+        For an ``out`` that holds results without ``resume``, or other settings with it.
+    ~torch_dash_optim.experiments.store.CorruptRunError
+        On ``resume``, for a run file under ``out/runs`` that cannot be read (names it).
 
     Examples
     --------
@@ -172,7 +209,8 @@ def run_protocol(
     [('warm', 1), ('warm', 2), ('dash', 1), ('dash', 2)]
     """
     config = config or ProtocolConfig()
-    methods = _check_names("methods", methods, METHODS)
+    by_name = _check_methods(methods)
+    methods = tuple(by_name)
     optimizers = _check_names("optimizers", optimizers, OPTIMIZERS)
     seeds = _check_seeds(seeds)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -182,24 +220,25 @@ def run_protocol(
     device = torch.device(device)
     settings = {"protocol": config.to_dict(), "setup": dict(setup or {})}
     out_dir = Path(out) if out is not None else None
+    runs = [(s, o, m) for s in seeds for o in optimizers for m in methods]
+    kept: list[dict[str, Any]] = []
     if out_dir is not None:
         _prepare_out(out_dir, settings, resume)
-
-    runs = [(s, o, m) for s in seeds for o in optimizers for m in methods]
+        kept = [r for r in saved_records(out_dir) if (r["seed"], r["optimizer"], r["method"]) not in set(runs)]
     done: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
 
     def finished(key: tuple[int, str, str], records: list[dict[str, Any]]) -> None:
         done[key] = records
         if out_dir is not None:
-            write_tables(out_dir, [r for k in runs if k in done for r in done[k]], settings)
+            write_tables(out_dir, [r for k in runs if k in done for r in done[k]] + kept, settings)
 
     with _progress(len(runs) * config.num_chunks, progress) as bar:
         pending = []
         for key in runs:
             store = RunStore(out_dir, key[2], key[1], key[0]) if out_dir is not None else None
             if store is not None and store.load_records()[1]:  # finished before: no work, no worker
-                finished(key, _run_one(key[2], key[1], key[0], [], None, model_factory, config, device, workers,
-                                       store, bar))
+                finished(key, _run_one(by_name[key[2]], key[1], key[0], [], None, model_factory, config, device,
+                                       workers, store, bar))
             else:
                 pending.append(key)
         if jobs == 1 or len(pending) <= 1:
@@ -211,12 +250,12 @@ def run_protocol(
                 store = RunStore(out_dir, method, opt_name, seed) if out_dir is not None else None
                 finished(
                     (seed, opt_name, method),
-                    _run_one(method, opt_name, seed, chunks[seed], test_loader, model_factory, config, device,
-                             workers, store, bar),
+                    _run_one(by_name[method], opt_name, seed, chunks[seed], test_loader, model_factory, config,
+                             device, workers, store, bar),
                 )
         else:
             _run_parallel(pending, min(jobs, len(pending)), threads, train_set, test_set, model_factory, config,
-                          device, workers, out_dir, bar, finished)
+                          device, workers, out_dir, bar, finished, by_name)
     return [r for key in runs for r in done[key]]
 
 
@@ -253,7 +292,9 @@ def _init_worker(
     threads: int,
     devices: Any,
     messages: Any,
+    methods: dict[str, Method],
 ) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers on Ctrl-C
     torch.set_num_threads(threads)
     parent = mp.parent_process()
     if parent is not None:  # exit when the parent dies (killed, not interrupted): nothing is half-written
@@ -266,6 +307,7 @@ def _init_worker(
         workers=workers,
         out_dir=out_dir,
         device=device,
+        methods=methods,
         bar=_QueueBar(messages) if messages is not None else None,
         test_loader=make_loader(test_set, config.test_batch_size, device=device, workers=workers),
     )
@@ -281,7 +323,7 @@ def _work(key: tuple[int, str, str]) -> tuple[tuple[int, str, str], list[dict[st
     w = _WORKER
     chunks = split_chunks(w["train_set"], w["config"].num_chunks, torch.Generator().manual_seed(seed))
     store = RunStore(w["out_dir"], method, opt_name, seed) if w["out_dir"] is not None else None
-    records = _run_one(method, opt_name, seed, chunks, w["test_loader"], w["model_factory"], w["config"],
+    records = _run_one(w["methods"][method], opt_name, seed, chunks, w["test_loader"], w["model_factory"], w["config"],
                        w["device"], w["workers"], store, w["bar"])
     return key, records
 
@@ -299,44 +341,109 @@ def _run_parallel(
     out_dir: Path | None,
     bar: Any,
     finished: Callable[[tuple[int, str, str], list[dict[str, Any]]], None],
+    methods: dict[str, Method],
 ) -> None:
-    try:
-        pickle.dumps(model_factory)
-    except Exception as err:
-        raise ValueError(
-            f"jobs={jobs} runs the experiments in worker processes, which need a picklable model_factory "
-            f"(a module-level function, class or functools.partial), not {model_factory!r} ({err}); "
-            "use jobs=1 or such a factory"
-        ) from None
+    for what, obj in (("model_factory", model_factory), *((f"method {n!r}", m) for n, m in methods.items())):
+        try:
+            pickle.dumps(obj)
+        except Exception as err:
+            raise ValueError(
+                f"jobs={jobs} runs the experiments in worker processes, which need a picklable {what} "
+                f"(a module-level function, class or functools.partial), not {obj!r} ({err}); "
+                "use jobs=1 or such a one"
+            ) from None
     ctx = mp.get_context("spawn")
     devices = ctx.Queue()
     for d in _worker_devices(device, jobs):
         devices.put(d)
     messages = ctx.Queue() if bar is not None else None
-    initargs = (train_set, test_set, model_factory, config, workers, out_dir, threads, devices, messages)
+    initargs = (train_set, test_set, model_factory, config, workers, out_dir, threads, devices, messages, methods)
     results: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
     order = list(pending)
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
-        futures = {pool.submit(_work, key) for key in pending}
-        try:
-            while futures:
-                ready, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(messages, bar)
-                for future in ready:
-                    key, records = future.result()
-                    results[key] = records
-                # hand finished runs over in the sequential order, so the tables grow as they would
-                while order and order[0] in results:
-                    key = order.pop(0)
-                    finished(key, results.pop(key))
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        finally:
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=initargs)
+    try:
+        with _sigint_deferred():  # workers start with SIGINT blocked, then ignore it: Ctrl-C reaches only us
+            futures = {pool.submit(_work, key) for key in pending}
+        while futures:
+            ready, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(messages, bar)
+            for future in ready:
+                key, records = future.result()
+                results[key] = records
+            # hand finished runs over in the sequential order, so the tables grow as they would
+            while order and order[0] in results:
+                key = order.pop(0)
+                finished(key, results.pop(key))
+    except BaseException:
+        with _sigint_ignored():  # a second Ctrl-C must not interrupt the stop
+            _stop_workers(pool)
+            if out_dir is not None:  # temporary files of writes the stop cut short
+                for tmp in (out_dir / "runs").glob(".*.tmp*"):
+                    tmp.unlink(missing_ok=True)
+        raise
+    pool.shutdown(wait=True)
+    _drain(messages, bar)
     for key in order:
         finished(key, results.pop(key))
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT inside (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside until the end, and start processes with SIGINT blocked.
+
+    SIGINT is blocked in this thread (processes started here inherit the mask, so a Ctrl-C
+    cannot interrupt their start-up) and a Python handler records it should another thread
+    receive it. On leaving, the caller's handler is called for it (``KeyboardInterrupt``).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[Any] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    masked = hasattr(signal, "pthread_sigmask")
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if masked else None
+    try:
+        yield
+    finally:
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held by the mask runs our handler here
+        signal.signal(signal.SIGINT, handler)
+        if caught and callable(handler):
+            handler(signal.SIGINT, caught[0])
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers now: each has saved its finished experiments atomically, so nothing is lost.
+
+    ``ProcessPoolExecutor`` has no public way to stop running workers before Python 3.14
+    (``terminate_workers``); before it, its process table is used.
+    """
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _drain(messages: Any, bar: Any) -> None:
@@ -377,7 +484,7 @@ def _prepare_out(out: Path, settings: dict[str, Any], resume: bool) -> None:
 
 
 def _run_one(
-    method: str,
+    method: Method,
     opt_name: str,
     seed: int,
     chunks: list[Any],
@@ -389,21 +496,22 @@ def _run_one(
     store: RunStore | None,
     bar: Any,
 ) -> list[dict[str, Any]]:
+    name = method.name
     records: list[dict[str, Any]] = []
     checkpoint = None
     if store is not None:
         records, complete = store.load_records()
         if complete:
             store.ckpt_path.unlink(missing_ok=True)  # left by a crash right after the run finished
-            _advance(bar, len(records), method, opt_name, seed, records)
+            _advance(bar, len(records), name, opt_name, seed, records)
             return records
         checkpoint = store.load_checkpoint()
         records = list(checkpoint["records"]) if checkpoint is not None else []
     torch.manual_seed(seed)
-    learner = new_learner(method, opt_name, model_factory().to(device), config)
+    learner = method.new_learner(model_factory().to(device), opt_name, config)
     if checkpoint is not None:
         _restore(learner, checkpoint, device)
-    _advance(bar, len(records), method, opt_name, seed, records)
+    _advance(bar, len(records), name, opt_name, seed, records)
 
     for j in range(len(records), config.num_chunks):
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -411,15 +519,14 @@ def _run_one(
         seen = ConcatDataset(chunks[: j + 1])
         learner.info.clear()
         if j > 0:
-            learner = on_new_data(
-                method,
+            arrival = Arrival(
                 opt_name,
-                learner,
                 config,
                 model_factory,
                 lambda seen=seen: make_loader(seen, len(chunks[0]), device=device, workers=workers),
                 device,
             )
+            learner = method.on_new_data(learner, arrival)
         generator = torch.Generator().manual_seed(_experiment_seed(seed, j))
         loader = make_loader(
             seen, config.batch_size, shuffle=True, generator=generator, device=device, workers=workers
@@ -430,7 +537,7 @@ def _run_one(
         test_acc, test_loss = evaluate(learner.model, test_loader)
         records.append(
             {
-                "method": method,
+                "method": name,
                 "optimizer": opt_name,
                 "seed": seed,
                 "experiment": j + 1,
@@ -452,7 +559,7 @@ def _run_one(
         if store is not None:
             last = j + 1 == config.num_chunks
             store.save(records, None if last else _state(learner))
-        _advance(bar, 1, method, opt_name, seed, records)
+        _advance(bar, 1, name, opt_name, seed, records)
     return records
 
 

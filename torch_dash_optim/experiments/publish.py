@@ -1,41 +1,67 @@
 """The published experiment numbers: tables and sentences rendered from committed results folders.
 
-README.md and ``docs/experiments.rst`` quote results only inside generated blocks whose
-renderer is one of the functions here (see ``scripts/published.py``); each reads a results
-folder under ``results/`` that one ``dash-warmstart`` command regenerates
-(:data:`FOLDERS`), and returns Markdown (``fmt="md"``) or reStructuredText (``fmt="rst"``).
+README.md and ``docs/experiments.rst`` quote results only inside generated blocks (see
+``scripts/published.py``), whose marker names a renderer here, the format and the results
+folders it reads, e.g. ``<!-- generated: torch_dash_optim.experiments.publish:table md
+experiments-mnist1d-cnn1d -->``. Every renderer is called as ``renderer(fmt, *folders)``:
+
+* ``fmt`` is ``"md"`` (Markdown) or ``"rst"`` (reStructuredText); any other value raises
+  :class:`ValueError`;
+* each folder is a name under :data:`RESULTS` that one ``dash-warmstart`` command writes
+  (:data:`FOLDERS` lists the published ones), or one of :data:`OTHER_FOLDERS`: the exploration
+  runs that chose the default (``runs.jsonl``, read by :func:`exploration` and
+  :func:`reproduced`) and the mechanism measurement (``mechanism.csv``, read by
+  :func:`mechanism_table`, :func:`mechanism_summary` and :func:`mechanism_replay`); a folder
+  without its file raises :class:`FileNotFoundError` naming the command that writes it;
+* :func:`reproduced` also takes a run's tag, and :func:`exploration` the default's folder.
+
+Costs (:func:`cost`, :func:`provenance_note`) come from each folder's ``provenance.json``.
+
+The comparisons (paired differences, intervals, verdicts) come from :mod:`.stats`.
 ``python scripts/published.py --write`` re-renders the blocks, and a test fails when a block
-differs from what its folder renders. ``python -m torch_dash_optim.experiments.publish``
-redraws the figures in ``docs/_static/`` (``warmstart-results.png``, the default run's plot,
-and ``warmstart-factors.png``, DASH's factors on the CNN and on the MLP).
+differs from what its folders render. ``python -m torch_dash_optim.experiments.publish``
+redraws the figures in ``docs/_static/``.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import math
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import METHODS
 from .provenance import read_provenance
-from .summary import LABELS, factor_summary, per_run, summarize
+from .stats import LEVEL, compare, verdict_lines
+from .summary import LABELS, factor_summary, method_order, summarize
 
 __all__ = [
     "FOLDERS",
+    "OTHER_FOLDERS",
     "RESULTS",
-    "all_methods_table",
     "commands",
     "draw_figures",
-    "extra_seeds_table",
+    "builds",
+    "cost",
+    "exploration",
     "factor_table",
     "load",
-    "mlp_table",
+    "mechanism_replay",
+    "mechanism_summary",
+    "mechanism_table",
     "provenance_note",
+    "reproduced",
     "results_sentence",
-    "results_table",
+    "same_records",
     "seed_table",
+    "table",
+    "verdicts",
+    "verdicts_differ",
+    "warm_gap",
+    "warm_gap_sentence",
 ]
 
 #: The repository's results folder.
@@ -51,32 +77,39 @@ FOLDERS: dict[str, str] = {
     "experiments-mnist1d-cnn1d-seeds": (
         "dash-warmstart --seeds 3,4,5 --methods cold,warm,sp,dash --out results/experiments-mnist1d-cnn1d-seeds"
     ),
+    "experiments-features-patchcnn": "dash-warmstart --out results/experiments-features-patchcnn",
+    "experiments-features-patchcnn-untuned": (
+        "dash-warmstart --seeds 100,101,102,103,104 --out results/experiments-features-patchcnn-untuned"
+    ),
+    "experiments-features-patchcnn-torch213": "dash-warmstart --out results/experiments-features-patchcnn-torch213",
+    "experiments-quick": "dash-warmstart --quick --out results/experiments-quick",
 }
-_EXTRA_SEEDS = "experiments-mnist1d-cnn1d-seeds"
-_DEFAULT = "experiments-mnist1d-cnn1d"
+#: The other published folders (not ``dash-warmstart`` runs) and the command that regenerates each.
+OTHER_FOLDERS: dict[str, str] = {
+    "exploration-features": (
+        "python scripts/explore_features.py --tag TAG --seeds SEEDS [settings] "
+        "--out results/exploration-features/runs.jsonl  (one line per run; the tags and settings are in the file)"
+    ),
+    "mechanism-features-patchcnn": (
+        "python -m torch_dash_optim.experiments.mechanism --out results/mechanism-features-patchcnn"
+    ),
+}
+#: The folders of the published figures: the default run, and the runs whose factors are compared.
+FIGURES: dict[str, Any] = {
+    "results": "experiments-features-patchcnn",
+    "factors": {
+        "Patch CNN (features, the default)": "experiments-features-patchcnn",
+        "1-D CNN (MNIST-1D)": "experiments-mnist1d-cnn1d",
+        "MLP 256x256 (MNIST-1D)": "experiments-mnist1d-mlp",
+    },
+}
 _KINDS = {"conv": "Conv kernels", "linear": "Linear weights", "bias": "Biases"}
+_DATASETS = {"mnist1d": "MNIST-1D", "features": "Features (the paper's data model)"}
+_MODELS = {"patchcnn": "Patch CNN", "cnn1d": "1-D CNN", "mlp": "MLP", "resnet18": "ResNet-18"}
 
 
 def load(name: str, root: Path | None = None) -> dict[str, Any]:
     """Return a results folder's ``experiments.json`` plus its ``provenance`` entries.
-
-    Parameters
-    ----------
-    name:
-        The folder's name under ``root``, e.g. one of :data:`FOLDERS`.
-    root:
-        The folder holding the results folders; defaults to :data:`RESULTS`.
-
-    Returns
-    -------
-    dict of str to Any
-        The parsed ``experiments.json`` (``setup``, ``protocol``, ``records``, ...) with the
-        folder's provenance records under ``"provenance"``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the folder has no ``experiments.json``; the message names the command to run.
 
     Examples
     --------
@@ -94,13 +127,16 @@ def load(name: str, root: Path | None = None) -> dict[str, Any]:
     return data
 
 
+def _check(fmt: str) -> None:
+    if fmt not in ("md", "rst"):
+        raise ValueError(f"fmt={fmt!r} must be 'md' or 'rst'")
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], fmt: str, caption: str = "") -> str:
+    _check(fmt)
     if fmt == "md":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    if fmt != "rst":
-        raise ValueError(f"fmt={fmt!r} must be 'md' or 'rst'")
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
     lines = [f".. list-table:: {caption}".rstrip(), "   :header-rows: 1", ""]
     for row in [header, *rows]:
         lines.append(f"   * - {row[0]}")
@@ -108,438 +144,706 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], fmt: str, capti
     return "\n".join(lines)
 
 
+def _code(text: str, fmt: str) -> str:
+    return f"``{text}``" if fmt == "rst" else f"`{text}`"
+
+
+def _sgd(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in data["records"] if r["optimizer"] == "sgd"]
+
+
+def _describe(data: dict[str, Any]) -> str:
+    setup, protocol = data["setup"], data["protocol"]
+    dataset, model = setup.get("dataset", "?"), setup.get("model", "?")
+    return f"{_DATASETS.get(dataset, dataset)}, {_MODELS.get(model, model)}, {protocol['num_chunks']} chunks, SGD"
+
+
 def _pm(stats: tuple[float, float], acc: bool) -> str:
     mean, std = stats
     return f"{100 * mean:.2f} ± {100 * std:.2f}" if acc else f"{mean:.0f} ± {std:.0f}"
 
 
-def _code(text: str, fmt: str) -> str:
-    return f"``{text}``" if fmt == "rst" else f"`{text}`"
+def _capped(data: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Per method, experiments that ended at the epoch cap below the threshold, and all of them."""
+    cap, threshold = data["protocol"]["max_epochs"], data["protocol"]["threshold"]
+    out: dict[str, tuple[int, int]] = {}
+    for r in _sgd(data):
+        n, total = out.get(r["method"], (0, 0))
+        out[r["method"]] = (n + (r["epochs"] >= cap and r["train_acc"] < threshold), total + 1)
+    return {m: v for m, v in out.items() if v[0]}
 
 
-def _seeds(records: list[dict[str, Any]]) -> list[int]:
-    return sorted({int(r["seed"]) for r in records})
+def table(fmt: str, folder: str) -> str:
+    """The mean ± std table of a results folder (SGD), with a note on its seeds and capped runs.
 
-
-def _method_table(name: str, fmt: str, caption: str) -> str:
-    data = load(name)
-    stats = summarize(data["records"])
-    methods = [m for m in METHODS if (m, "sgd") in stats]
+    Examples
+    --------
+    >>> print(table("md", "experiments-mnist1d-cnn1d").splitlines()[0])
+    | Method | Test acc, last (%) | Steps, last | Test acc, mean (%) | Steps, mean |
+    """
+    data = load(folder)
+    stats = summarize(_sgd(data))
     header = ["Method", "Test acc, last (%)", "Steps, last", "Test acc, mean (%)", "Steps, mean"]
     rows = []
-    for m in methods:
+    for m in method_order(m for m, _o in stats):
         row = stats[(m, "sgd")]
-        label = f"**{LABELS[m]}**" if m == "dash" else LABELS[m]
-        rows.append(
-            [
-                label,
-                _pm(row["last_acc"], True),
-                _pm(row["last_steps"], False),
-                _pm(row["avg_acc"], True),
-                _pm(row["avg_steps"], False),
-            ]
-        )
-    seeds = ", ".join(map(str, _seeds(data["records"])))
+        label = f"**{LABELS.get(m, m)}**" if m == "dash" else LABELS.get(m, m)
+        metrics = ("last_acc", "last_steps", "avg_acc", "avg_steps")
+        rows.append([label, *(_pm(row[k], k.endswith("acc")) for k in metrics)])
+    seeds = ", ".join(map(str, sorted({int(r["seed"]) for r in data["records"]})))
+    protocol = data["protocol"]
     note = (
         f"Mean ± std over seeds {seeds} (std with ddof=0). *last*: at the last experiment (all "
-        f"{data['protocol']['num_chunks']} chunks); *mean*: averaged over the experiments."
+        f"{protocol['num_chunks']} chunks); *mean*: averaged over the experiments."
     )
     capped = _capped(data)
     if capped:
         note += (
-            f" Stopped by the {data['protocol']['max_epochs']}-epoch cap before reaching "
-            f"{100 * data['protocol']['threshold']:.1f}% train accuracy: "
-            + ", ".join(f"{LABELS[m]} in {n} of {total} experiments" for m, (n, total) in capped.items())
+            f" Stopped by the {protocol['max_epochs']}-epoch cap before reaching "
+            f"{100 * protocol['threshold']:.1f}% train accuracy: "
+            + ", ".join(f"{LABELS.get(m, m)} in {n} of {total} experiments" for m, (n, total) in capped.items())
             + "; their step counts are the cap's."
         )
     else:
-        note += f" No experiment reached the {data['protocol']['max_epochs']}-epoch cap."
+        note += f" No experiment reached the {protocol['max_epochs']}-epoch cap."
     if fmt == "rst":
         note = note.replace("*last*", "**last**").replace("*mean*", "**mean**")
-    return _table(header, rows, fmt, caption) + "\n\n" + note
+    return _table(header, rows, fmt, f"{_describe(data)}: {_code('results/' + folder, fmt)}") + "\n\n" + note
 
 
-def _capped(data: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """Per method, experiments that ended at the epoch cap below the threshold, and all of them."""
-    cap, threshold = data["protocol"]["max_epochs"], data["protocol"]["threshold"]
-    out = {}
-    for m in METHODS:
-        rows = [r for r in data["records"] if r["method"] == m and r["optimizer"] == "sgd"]
-        n = sum(1 for r in rows if r["epochs"] >= cap and r["train_acc"] < threshold)
-        if n:
-            out[m] = (n, len(rows))
-    return out
+def _comparisons(data: dict[str, Any]) -> list[Any]:
+    protocol = data["protocol"]
+    return compare(_sgd(data), "dash", protocol["max_epochs"], protocol["threshold"])
 
 
-def results_table(fmt: str) -> str:
-    """The default run's table (``dash-warmstart``: MNIST-1D, CNN, 5 methods, 3 seeds).
-
-    Parameters
-    ----------
-    fmt:
-        ``"md"`` for Markdown (README.md) or ``"rst"`` for reStructuredText (the docs).
-
-    Returns
-    -------
-    str
-        The table, followed by a paragraph on the seeds, the two columns and the epoch cap.
-
-    Raises
-    ------
-    FileNotFoundError
-        If a results folder it reads has no ``experiments.json``; the message names the
-        command that regenerates it.
-    ValueError
-        If ``fmt`` is neither ``"md"`` nor ``"rst"``.
+def verdicts(fmt: str, folder: str) -> str:
+    """DASH against each other method of a folder: one verdict line each for accuracy and steps.
 
     Examples
     --------
-    >>> print(results_table("md").splitlines()[0])
-    | Method | Test acc, last (%) | Steps, last | Test acc, mean (%) | Steps, mean |
-    """
-    return _method_table(_DEFAULT, fmt, "The default run: MNIST-1D, 1-D CNN, SGD")
-
-
-def all_methods_table(fmt: str) -> str:
-    """The table of every method (``--methods all``) on the default setting.
-
-    Parameters
-    ----------
-    fmt:
-        ``"md"`` for Markdown (README.md) or ``"rst"`` for reStructuredText (the docs).
-
-    Returns
-    -------
-    str
-        The table, followed by a paragraph on the seeds, the two columns and the epoch cap.
-
-    Raises
-    ------
-    FileNotFoundError
-        If a results folder it reads has no ``experiments.json``; the message names the
-        command that regenerates it.
-    ValueError
-        If ``fmt`` is neither ``"md"`` nor ``"rst"``.
-
-    Examples
-    --------
-    >>> "| Last-layer reset |" in all_methods_table("md")
+    >>> verdicts("md", "experiments-mnist1d-cnn1d").splitlines()[0].startswith("- DASH − Cold")
     True
     """
-    return _method_table("experiments-mnist1d-cnn1d-all", fmt, "Every method: MNIST-1D, 1-D CNN, SGD")
+    _check(fmt)
+    data = load(folder)
+    lines = verdict_lines(_comparisons(data), data["protocol"]["max_epochs"])
+    return "\n".join(f"{'*' if fmt == 'rst' else '-'} {line}" for line in lines)
 
 
-def mlp_table(fmt: str) -> str:
-    """The ``--model mlp`` comparison (cold, S&P, DASH).
+def _with_interval(iv: Any, unit: str, signed: bool = True) -> str:
+    def num(v: float) -> str:
+        return (f"{v:+.2f}" if signed else f"{v:.2f}").replace("-", "−")
 
-    Parameters
-    ----------
-    fmt:
-        ``"md"`` for Markdown (README.md) or ``"rst"`` for reStructuredText (the docs).
+    if iv.low is None:
+        return f"{num(iv.mean)}{unit}"
+    return f"{num(iv.mean)}{unit} [{num(iv.low)}, {num(iv.high)}]"
 
-    Returns
-    -------
-    str
-        The table, followed by a paragraph on the seeds, the two columns and the epoch cap.
 
-    Raises
-    ------
-    FileNotFoundError
-        If a results folder it reads has no ``experiments.json``; the message names the
-        command that regenerates it.
-    ValueError
-        If ``fmt`` is neither ``"md"`` nor ``"rst"``.
+def results_sentence(fmt: str, folder: str) -> str:
+    """What a folder's paired intervals support about DASH, in one or two sentences, and no more.
+
+    A method whose interval of DASH's lead contains 0 is *not distinguishable* from DASH; with
+    one seed there is no interval, and the sentence says so instead of ranking.
 
     Examples
     --------
-    >>> "| **DASH** |" in mlp_table("md")
+    >>> results_sentence("md", "experiments-mnist1d-cnn1d").startswith("At the last experiment")
     True
     """
-    return _method_table("experiments-mnist1d-mlp", fmt, "MNIST-1D, MLP 256x256, SGD")
-
-
-def extra_seeds_table(fmt: str) -> str:
-    """The table of the extra seeds (3, 4, 5) of the default setting, run without FIRE.
-
-    Parameters
-    ----------
-    fmt:
-        ``"md"`` for Markdown (README.md) or ``"rst"`` for reStructuredText (the docs).
-
-    Returns
-    -------
-    str
-        The table, followed by a paragraph on the seeds, the two columns and the epoch cap.
-
-    Raises
-    ------
-    FileNotFoundError
-        If a results folder it reads has no ``experiments.json``; the message names the
-        command that regenerates it.
-    ValueError
-        If ``fmt`` is neither ``"md"`` nor ``"rst"``.
-
-    Examples
-    --------
-    >>> "seeds 3, 4, 5" in extra_seeds_table("md")
-    True
-    """
-    return _method_table(_EXTRA_SEEDS, fmt, "Seeds 3 to 5: MNIST-1D, 1-D CNN, SGD")
-
-
-def _last(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, float]]:
-    return {(m, s): v for (m, _o, s), v in per_run(r for r in records if r["optimizer"] == "sgd").items()}
-
-
-def results_sentence(fmt: str) -> str:
-    """One sentence with the default run's headline numbers: DASH against cold, S&P and FIRE.
-
-    Parameters
-    ----------
-    fmt:
-        ``"md"`` for Markdown (README.md) or ``"rst"`` for reStructuredText (the docs).
-
-    Returns
-    -------
-    str
-        The sentence (the DASH figure in bold for ``"md"`` and ``"rst"``).
-
-    Raises
-    ------
-    FileNotFoundError
-        If a results folder it reads has no ``experiments.json``; the message names the
-        command that regenerates it.
-
-    Examples
-    --------
-    >>> results_sentence("md").startswith("At the last experiment")
-    True
-    """
-    records = load(_DEFAULT)["records"]
-    stats = summarize(records)
-
-    def acc(m: str) -> str:
-        return f"{100 * stats[(m, 'sgd')]['last_acc'][0]:.2f}%"
-
-    steps = {m: stats[(m, "sgd")]["last_steps"][0] for m in ("cold", "dash")}
-    fewer = 100 * (1 - steps["dash"] / steps["cold"])
-    more_or_fewer = f"{fewer:.0f}% fewer" if fewer >= 0 else f"{-fewer:.0f}% more"
-    bold = "**" if fmt in ("md", "rst") else ""
-    return (
-        f"At the last experiment (mean of {len(_seeds(records))} seeds), {bold}DASH reaches {acc('dash')}{bold} "
-        f"test accuracy, against {acc('cold')} for a cold start, {acc('warm')} for a warm start, "
-        f"{acc('sp')} for Shrink & Perturb and {acc('fire')} for FIRE, in {more_or_fewer} training steps than "
-        f"the cold start ({steps['dash']:.0f} vs {steps['cold']:.0f})."
-    )
-
-
-def seed_table(fmt: str) -> str:
-    """Per seed, DASH's last-experiment accuracy minus the others', in the default run and the extra seeds.
-
-    Parameters
-    ----------
-    fmt:
-        ``"md"`` for Markdown (README.md) or ``"rst"`` for reStructuredText (the docs).
-
-    Returns
-    -------
-    str
-        The table, followed by a paragraph that counts DASH's wins against each method.
-
-    Raises
-    ------
-    FileNotFoundError
-        If a results folder it reads has no ``experiments.json``; the message names the
-        command that regenerates it.
-    ValueError
-        If ``fmt`` is neither ``"md"`` nor ``"rst"``.
-
-    Examples
-    --------
-    >>> seed_table("md").splitlines()[0]
-    '| Seed | DASH (%) | DASH − cold | DASH − warm | DASH − S&P | DASH − FIRE |'
-    """
-    records = list(load(_DEFAULT)["records"])
-    if (RESULTS / _EXTRA_SEEDS / "experiments.json").exists():
-        records += load(_EXTRA_SEEDS)["records"]
-    last = _last(records)
-    seeds = sorted({s for (_m, s) in last if ("dash", s) in last})
-    header = ["Seed", "DASH (%)", "DASH − cold", "DASH − warm", "DASH − S&P", "DASH − FIRE"]
-    rows, wins = [], {"cold": 0, "warm": 0, "sp": 0, "fire": 0}
-    for s in seeds:
-        dash = last[("dash", s)]["last_acc"]
-        row = [str(s), f"{100 * dash:.2f}"]
-        for m in ("cold", "warm", "sp", "fire"):
-            if (m, s) in last:
-                diff = 100 * (dash - last[(m, s)]["last_acc"])
-                wins[m] += diff > 0
-                row.append(f"{diff:+.2f}")
-            else:
-                row.append("n/a")
-        rows.append(row)
-    counts = {m: sum(1 for s in seeds if (m, s) in last) for m in wins}
-    mean = {
-        m: sum(100 * (last[("dash", s)]["last_acc"] - last[(m, s)]["last_acc"]) for s in seeds if (m, s) in last)
-        / max(counts[m], 1)
-        for m in wins
-    }
-    extra = [s for s in seeds if ("fire", s) not in last]
-    note = (
-        f"DASH's test accuracy at the last experiment minus the other method's, in points, per seed "
-        f"({len(seeds)} seeds"
-        + (f"; seeds {', '.join(map(str, extra))} were run without FIRE" if extra else "")
-        + "). DASH is ahead of "
-        + ", ".join(
-            f"{name} in {wins[m]} of {counts[m]} seeds (mean difference {mean[m]:+.2f})"
-            for m, name in (("cold", "cold"), ("warm", "warm"), ("sp", "Shrink & Perturb"), ("fire", "FIRE"))
+    _check(fmt)
+    data = load(folder)
+    comparisons = _comparisons(data)
+    if not comparisons:
+        return f"DASH did not run beside another method in {_code('results/' + folder, fmt)}."
+    n = len(comparisons[0].seeds)
+    if n < 2:
+        diffs = ", ".join(f"{LABELS.get(c.other, c.other)} {_with_interval(c.accuracy, ' points')}"
+                          for c in comparisons)
+        return (
+            f"At the last experiment, with one seed, DASH's test accuracy minus each other method's is: {diffs}; "
+            "one seed gives no interval, so these numbers rank nothing."
         )
+    groups: dict[str, list[str]] = {"higher": [], "lower": [], "same": []}
+    for c in comparisons:
+        verdict = c.accuracy_verdict()
+        key = "higher" if verdict.endswith("higher") else "lower" if verdict.endswith("lower") else "same"
+        cap = f"; {LABELS.get(c.other, c.other)} stopped at the epoch cap" if c.other in c.capped else ""
+        groups[key].append(f"{LABELS.get(c.other, c.other)} ({_with_interval(c.accuracy, ' points')}{cap})")
+
+    def join(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    bold = "**"
+    parts = []
+    if groups["higher"]:
+        parts.append(f"{bold}higher than{bold} that of {join(groups['higher'])}")
+    if groups["lower"]:
+        parts.append(f"{bold}lower than{bold} that of {join(groups['lower'])}")
+    if groups["same"]:
+        parts.append(f"not distinguishable from that of {join(groups['same'])}")
+    text = (
+        f"At the last experiment ({n} seeds; DASH minus each method, paired by seed, mean with its "
+        f"{100 * LEVEL:.0f}% t interval), DASH's test accuracy is " + "; ".join(parts) + "."
+    )
+    cold = next((c for c in comparisons if c.other == "cold"), None)
+    if cold is not None:
+        verdict = cold.steps_verdict()
+        how = {"DASH fewer": "fewer", "DASH more": "more"}.get(verdict, "not distinguishably fewer or more")
+        text += (
+            f" DASH took {_with_interval(cold.steps, '×', signed=False)} the training steps of a cold start "
+            f"({how})."
+        )
+        if cold.capped:
+            text += " Some of these runs stopped at the epoch cap, so their steps are the cap's."
+    return text
+
+
+def seed_table(fmt: str, *folders: str) -> str:
+    """Per seed, DASH's last-experiment accuracy minus the others', over the given folders.
+
+    Examples
+    --------
+    >>> table_md = seed_table("md", "experiments-mnist1d-cnn1d")
+    >>> table_md.splitlines()[0]
+    '| Seed | DASH (%) | DASH − Cold (random init) | DASH − Warm | DASH − Shrink & Perturb | DASH − FIRE |'
+    """
+    records = [r for f in folders for r in _sgd(load(f))]
+    protocol = load(folders[0])["protocol"]
+    comparisons = compare(records, "dash", protocol["max_epochs"], protocol["threshold"])
+    seeds = sorted({s for c in comparisons for s in c.seeds})
+    dash = {int(r["seed"]): r for r in records if r["method"] == "dash" and r["experiment"] == protocol["num_chunks"]}
+    header = ["Seed", "DASH (%)"] + [f"DASH − {LABELS.get(c.other, c.other)}" for c in comparisons]
+    rows = []
+    for s in seeds:
+        row = [str(s), f"{100 * dash[s]['test_acc']:.2f}"]
+        for c in comparisons:
+            row.append(f"{c.points[c.seeds.index(s)]:+.2f}" if s in c.seeds else "n/a")
+        rows.append(row)
+    note = (
+        f"DASH's test accuracy at the last experiment minus the other method's, in points, per seed. "
+        f"Mean with its {100 * LEVEL:.0f}% t interval over the seeds that ran both: "
+        + "; ".join(f"{LABELS.get(c.other, c.other)} {_with_interval(c.accuracy, '')} ({len(c.seeds)} seeds, "
+                    f"{c.accuracy_verdict()})" for c in comparisons)
         + "."
     )
     return _table(header, rows, fmt, "DASH against the others, seed by seed") + "\n\n" + note
 
 
-def factor_table(fmt: str) -> str:
-    """DASH's factors per layer kind on the default CNN and on the MLP: share at the floor, quantiles.
+def _build(data: dict[str, Any]) -> str:
+    last = data["provenance"][-1] if data["provenance"] else {}
+    return f"torch {last.get('torch', '?')} on {last.get('cpu', '?')}"
 
-    Parameters
-    ----------
-    fmt:
-        ``"md"`` for Markdown (README.md) or ``"rst"`` for reStructuredText (the docs).
 
-    Returns
-    -------
-    str
-        The table, followed by a paragraph that explains its columns.
+def _duration(seconds: float) -> str:
+    """``"46 s"`` under two minutes, else minutes and seconds: ``"28 min 12 s"``."""
+    whole = round(seconds)
+    return f"{whole} s" if whole < 120 else f"{whole // 60} min {whole % 60} s"
 
-    Raises
-    ------
-    FileNotFoundError
-        If a results folder it reads has no ``experiments.json``; the message names the
-        command that regenerates it.
-    ValueError
-        If ``fmt`` is neither ``"md"`` nor ``"rst"``.
+
+def _cost(data: dict[str, Any]) -> str:
+    """CPU time of a folder's experiments and wall time of its invocations (``provenance.json``)."""
+    entries = data["provenance"]
+    if not entries:
+        return "no provenance.json, so no recorded time"
+    cpu = float(entries[-1].get("cpu_seconds") or 0.0)  # each entry counts every experiment of the folder
+    wall = sum(float(e.get("wall_seconds") or 0.0) for e in entries)
+    jobs = sorted({int(e.get("jobs") or 1) for e in entries})
+    workers = " or ".join(map(str, jobs)) + (" worker" if jobs == [1] else " workers")
+    last = entries[-1]
+    text = (
+        f"{_duration(cpu)} of CPU time in the experiments, {_duration(wall)} of wall time with {workers} on "
+        f"{last.get('cpu', '?')} ({last.get('cpu_count', '?')} cores)"
+    )
+    if len(entries) > 1:
+        text += f", over {len(entries)} invocations"
+    return text
+
+
+def cost(fmt: str, *folders: str) -> str:
+    """What each folder's command cost, from its ``provenance.json``: CPU time, wall time, workers.
+
+    The CPU time is that of the experiments, summed over the worker processes (the last
+    invocation's, which counts resumed experiments too); the wall time is the sum over the
+    invocations and depends on what else the machine ran.
 
     Examples
     --------
-    >>> "| 1-D CNN | Conv kernels |" in factor_table("md")
+    >>> cost("md", "experiments-mnist1d-cnn1d").startswith("- `dash-warmstart --out")
+    True
+    """
+    _check(fmt)
+    lines = []
+    for name in _published(folders):
+        data = load(name)
+        command = FOLDERS.get(name) or (data["provenance"][-1].get("command", "?") if data["provenance"] else "?")
+        lines.append(f"{_code(command, fmt)}: {_cost(data)}.")
+    return "\n".join(f"{'*' if fmt == 'rst' else '-'} {line}" for line in lines)
+
+
+def builds(fmt: str, first: str, second: str) -> str:
+    """The same command's results on two builds or machines: last-experiment numbers, and verdicts that differ.
+
+    Examples
+    --------
+    >>> builds("md", "experiments-mnist1d-cnn1d", "experiments-mnist1d-cnn1d").endswith("Verdicts that differ: none.")
+    True
+    """
+    a, b = load(first), load(second)
+    stats_a, stats_b = summarize(_sgd(a)), summarize(_sgd(b))
+    header = ["Method", "Test acc A (%)", "Test acc B (%)", "B − A", "Steps A", "Steps B"]
+    rows = []
+    for m in method_order(k[0] for k in stats_a if k in stats_b):
+        acc_a, acc_b = 100 * stats_a[(m, "sgd")]["last_acc"][0], 100 * stats_b[(m, "sgd")]["last_acc"][0]
+        steps_a, steps_b = stats_a[(m, "sgd")]["last_steps"][0], stats_b[(m, "sgd")]["last_steps"][0]
+        rows.append([LABELS.get(m, m), f"{acc_a:.2f}", f"{acc_b:.2f}", f"{acc_b - acc_a:+.2f}", f"{steps_a:.0f}",
+                     f"{steps_b:.0f}"])
+    differ = [
+        f"DASH against {LABELS.get(c.other, c.other)}, {what}: A {va}, B {vb}"
+        for c, d, what in _verdicts_differ(a, b)
+        for va, vb in [(c.accuracy_verdict(), d.accuracy_verdict()) if what == "accuracy"
+                       else (c.steps_verdict(), d.steps_verdict())]
+    ]
+    note = (
+        f"Means over seeds at the last experiment. A: {_code('results/' + first, fmt)}, {_build(a)}; "
+        f"B: {_code('results/' + second, fmt)}, {_build(b)}. Verdicts that differ: "
+        + ("; ".join(differ) if differ else "none")
+        + "."
+    )
+    return _table(header, rows, fmt, "One command, two builds") + "\n\n" + note
+
+
+def factor_table(fmt: str, *folders: str) -> str:
+    """DASH's factors per layer kind in each folder: units, share at the floor, quantiles.
+
+    Examples
+    --------
+    >>> "| 1-D CNN | Conv kernels |" in factor_table("md", "experiments-mnist1d-cnn1d")
     True
     """
     header = ["Model", "Layer kind", "Units", "At floor (%)", "10%", "Median", "90%"]
     rows = []
-    for label, name in (("1-D CNN", _DEFAULT), ("MLP", "experiments-mnist1d-mlp")):
+    for name in folders:
         data = load(name)
-        stats = factor_summary(r for r in data["records"] if r["optimizer"] == "sgd")
-        for kind in _KINDS:
+        model = data["setup"].get("model")
+        label = _MODELS.get(model, model or name)
+        stats = factor_summary(r for r in _sgd(data) if r["method"] == "dash")
+        for kind, kind_label in _KINDS.items():
             row = stats.get(("sgd", kind))
             if row is not None:
-                rows.append(
-                    [
-                        label,
-                        _KINDS[kind],
-                        str(row["units"]),
-                        f"{100 * row['at_floor']:.1f}",
-                        f"{row['q10']:.2f}",
-                        f"{row['q50']:.2f}",
-                        f"{row['q90']:.2f}",
-                    ]
-                )
-    protocol = load(_DEFAULT)["protocol"]
+                rows.append([label, kind_label, str(row["units"]), f"{100 * row['at_floor']:.1f}",
+                             *(f"{row[q]:.2f}" for q in ("q10", "q50", "q90"))])
+    protocol = load(folders[0])["protocol"]
     note = (
         f"DASH's factors at each new chunk, per layer kind: the number of units, the share at the floor "
         f"λ = {protocol['dash_lambd']}, and the 10%, 50% and 90% quantiles of the factors (averaged over "
         f"seeds and experiments 2 to {protocol['num_chunks']}). A unit is a conv kernel slice (one output "
         "channel's weights on one input channel), a Linear row, or a bias."
     )
-    return _table(header, rows, fmt, "DASH's factors: CNN against MLP") + "\n\n" + note
+    return _table(header, rows, fmt, "DASH's factors per layer kind") + "\n\n" + note
 
 
-def provenance_note(fmt: str) -> str:
-    """Which build, machine and commit produced the published folders, and their commands.
+def _published(folders: Sequence[str]) -> list[str]:
+    return [f for f in (folders or FOLDERS) if (RESULTS / f / "experiments.json").exists()]
 
-    Parameters
-    ----------
-    fmt:
-        ``"md"`` for Markdown (README.md) or ``"rst"`` for reStructuredText (the docs).
 
-    Returns
-    -------
-    str
-        A bulleted list, one item per published folder that exists.
-
-    Raises
-    ------
-    FileNotFoundError
-        If a results folder it reads has no ``experiments.json``; the message names the
-        command that regenerates it.
+def provenance_note(fmt: str, *folders: str) -> str:
+    """Which build, machine and commit produced each folder (default: every published one that exists).
 
     Examples
     --------
     >>> "torch " in provenance_note("md")
     True
     """
+    _check(fmt)
     lines = []
-    for name, command in FOLDERS.items():
-        if not (RESULTS / name / "experiments.json").exists():
-            continue
-        entries = load(name)["provenance"]
-        last = entries[-1] if entries else {}
+    for name in _published(folders):
+        data = load(name)
+        last = data["provenance"][-1] if data["provenance"] else {}
         commit = (last.get("commit") or "unknown")[:10] + (" with uncommitted changes" if last.get("dirty") else "")
-        cpu = sum(r.get("cpu_seconds") or 0.0 for r in load(name)["records"])
+        command = FOLDERS.get(name, last.get("command", "?"))
         lines.append(
             f"{_code('results/' + name, fmt)}: {_code(command, fmt)}; torch {last.get('torch', '?')}, Python "
-            f"{last.get('python', '?')}, {last.get('cpu', '?')} ({last.get('cpu_count', '?')} cores), code at "
-            f"{commit}; {cpu / 60:.0f} min of CPU time in all."
+            f"{last.get('python', '?')}, code at {commit}; {_cost(data)}."
         )
-    if fmt == "rst":
-        return "\n".join(f"* {line}" for line in lines)
-    return "\n".join(f"- {line}" for line in lines)
+    return "\n".join(f"{'*' if fmt == 'rst' else '-'} {line}" for line in lines)
 
 
-def commands(fmt: str) -> str:
-    """A console block with the command of every published folder.
-
-    Parameters
-    ----------
-    fmt:
-        ``"md"`` for Markdown (README.md) or ``"rst"`` for reStructuredText (the docs).
-
-    Returns
-    -------
-    str
-        A ``console`` code block (a fenced block for ``"md"``, a ``code-block`` directive
-        for ``"rst"``) with one command per published folder that exists.
+def commands(fmt: str, *folders: str) -> str:
+    """A console block with the command of each folder (default: every published one that exists).
 
     Examples
     --------
     >>> print(commands("md").splitlines()[1])
     $ dash-warmstart --out results/experiments-mnist1d-cnn1d
     """
-    body = "\n".join(f"$ {c}" for n, c in FOLDERS.items() if (RESULTS / n / "experiments.json").exists())
+    _check(fmt)
+    body = "\n".join(f"$ {FOLDERS[n]}" for n in _published(folders) if n in FOLDERS)
     if fmt == "rst":
         return ".. code-block:: console\n\n" + "\n".join(f"   {line}" for line in body.splitlines())
     return "```console\n" + body + "\n```"
 
 
+def _num(value: float, digits: int = 2) -> str:
+    """A signed number with a true minus sign: ``+8.41``, ``−0.80``."""
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
+def _read_folder_file(folder: str, name: str) -> Path:
+    path = RESULTS / folder / name
+    if not path.exists():
+        command = OTHER_FOLDERS.get(folder, FOLDERS.get(folder, "?"))
+        raise FileNotFoundError(f"{path} is missing; regenerate it with: {command}")
+    return path
+
+
+#: Each setting of an exploration run (``scripts/explore_features.py``), where the default's
+#: ``config.json`` holds it, and how the table names it.
+_SETTINGS: dict[str, tuple[tuple[str, ...], str]] = {
+    "patch_dim": (("setup", "features", "patch_dim"), "patch length"),
+    "noise_std": (("setup", "features", "noise_std"), "noise std"),
+    "lr": (("protocol", "lr"), "learning rate"),
+    "rare_freq": (("setup", "features", "rare_freq"), "rare-feature frequency"),
+    "width": (("setup", "width"), "width"),
+    "rare": (("setup", "features", "rare"), "rare features"),
+    "patches": (("setup", "features", "patches"), "patches"),
+    "feature_strength": (("setup", "features", "feature_strength"), "feature strength"),
+    "num_train": (("setup", "features", "num_train"), "training inputs"),
+    "num_test": (("setup", "features", "num_test"), "test inputs"),
+    "chunks": (("protocol", "num_chunks"), "chunks"),
+    "max_epochs": (("protocol", "max_epochs"), "epoch cap"),
+    "batch": (("protocol", "batch_size"), "batch"),
+}
+
+
+def _differs(args: dict[str, Any], config: dict[str, Any]) -> str:
+    """The settings of an exploration run that differ from the default's ``config.json``."""
+    out = []
+    for key, (where, label) in _SETTINGS.items():
+        want: Any = config
+        for part in where:
+            want = want[part]
+        if key in args and args[key] != want:
+            out.append(f"{label} {args[key]:g}" if isinstance(args[key], float) else f"{label} {args[key]}")
+    return ", ".join(out) or "default"
+
+
+def _mean_diff(last: dict[str, list[float]], a: str, b: str) -> tuple[float, int, int] | None:
+    """Mean of ``a − b`` over the seeds (points), how many are positive, and how many seeds."""
+    if a not in last or b not in last:
+        return None
+    diffs = [x - y for x, y in zip(last[a], last[b], strict=True)]
+    return statistics.fmean(diffs), sum(d > 0 for d in diffs), len(diffs)
+
+
+def exploration(fmt: str, folder: str, default: str = "experiments-features-patchcnn") -> str:
+    """Every exploration run of ``folder/runs.jsonl``, in file order, against the default setting.
+
+    One row per run: what differs from the default (read from ``default``'s ``config.json``),
+    the seeds, the mean last-experiment test accuracy of the cold and the warm start, the mean
+    paired differences cold − warm (with on how many seeds it is positive), DASH − cold, DASH −
+    S&P and DASH − FIRE ("—" where a method did not run), and the experiments that ended below
+    the train-accuracy threshold (the epoch cap).
+
+    Examples
+    --------
+    >>> print(exploration("md", "exploration-features").splitlines()[0])  # doctest: +ELLIPSIS
+    | Run | Differs from the default | Seeds | Cold (%) | Warm (%) | Cold − warm | DASH − cold | ...
+    """
+    _check(fmt)
+    config = json.loads(_read_folder_file(default, "config.json").read_text(encoding="utf-8"))
+    runs = [json.loads(line) for line in _read_folder_file(folder, "runs.jsonl").read_text().splitlines() if line]
+    header = ["Run", "Differs from the default", "Seeds", "Cold (%)", "Warm (%)", "Cold − warm", "DASH − cold",
+              "DASH − S&P", "DASH − FIRE", "Capped"]
+    rows = []
+    for run in runs:
+        last = run["last"]
+        gap = _mean_diff(last, "cold", "warm")
+        gap_text = "—" if gap is None else _num(gap[0]) + (f" ({gap[1]} of {gap[2]})" if gap[2] > 1 else "")
+        cells = [_code(run["tag"], fmt), _differs(run["args"], config), run["args"]["seeds"].replace(",", ", ")]
+        cells += [f"{statistics.fmean(last[m]):.2f}" if m in last else "—" for m in ("cold", "warm")]
+        cells.append(gap_text)
+        for other in ("cold", "sp", "fire"):
+            d = _mean_diff(last, "dash", other)
+            cells.append("—" if d is None else _num(d[0]))
+        cells.append(str(len(run["capped"])) if run["capped"] else "no")
+        rows.append(cells)
+    cpu = sum(float(run.get("cpu", 0)) for run in runs)
+    capped = sum(bool(run["capped"]) for run in runs)
+    note = (
+        f"{len(runs)} runs from {_code('results/' + folder + '/runs.jsonl', fmt)}, in the order they ran; the "
+        f"default is that of {_code('results/' + default, fmt)}. Accuracies at the last experiment, mean over "
+        "the seeds; differences in points, mean over the seeds of the paired differences. *Capped*: the number "
+        "of experiments that ended below the train-accuracy threshold, at the epoch cap; "
+        + ("no run hit the cap" if not capped else f"{capped} run(s) hit the cap")
+        + f". {_duration(cpu)} of CPU time in all."
+    )
+    if fmt == "rst":
+        note = note.replace("*Capped*", "**Capped**")
+    return _table(header, rows, fmt, "Every exploration run on ``features``" if fmt == "rst" else "") + "\n\n" + note
+
+
+def _cold_warm(folder: str) -> Any:
+    data = load(folder)
+    protocol = data["protocol"]
+    found = [c for c in compare(_sgd(data), "cold", protocol["max_epochs"], protocol["threshold"])
+             if c.other == "warm"]
+    if not found:
+        raise ValueError(f"results/{folder} has no cold and warm runs on the same seeds to compare")
+    return data, found[0]
+
+
+def _gap_text(c: Any) -> str:
+    positive = sum(p > 0 for p in c.points)
+    return (f"{_with_interval(c.accuracy, ' points')} (mean, {100 * LEVEL:.0f}% t interval), positive on "
+            f"{positive} of {len(c.points)} seeds")
+
+
+def warm_gap(fmt: str, folder: str) -> str:
+    """Per seed, the cold start's and the warm start's last-experiment accuracy and their difference.
+
+    Examples
+    --------
+    >>> print(warm_gap("md", "experiments-features-patchcnn-untuned").splitlines()[0])
+    | Seed | Cold (%) | Warm (%) | Cold − warm |
+    """
+    data, c = _cold_warm(folder)
+    last = {(r["method"], int(r["seed"])): r["test_acc"] for r in _sgd(data)
+            if r["experiment"] == data["protocol"]["num_chunks"]}
+    rows = [[str(s), f"{100 * last[('cold', s)]:.2f}", f"{100 * last[('warm', s)]:.2f}", _num(p)]
+            for s, p in zip(c.seeds, c.points, strict=True)]
+    bold = "**"
+    rows.append(["mean", f"{100 * statistics.fmean(last[('cold', s)] for s in c.seeds):.2f}",
+                 f"{100 * statistics.fmean(last[('warm', s)] for s in c.seeds):.2f}",
+                 f"{bold}{_num(c.accuracy.mean)}{bold}"])
+    capped = sorted({m for m, seeds in c.capped.items() if seeds})
+    note = (f"Cold − warm at the last experiment, {_code('results/' + folder, fmt)}: {_gap_text(c)}. "
+            + ("Neither stopped at the epoch cap." if not capped else
+               "Stopped at the epoch cap: " + ", ".join(LABELS.get(m, m) for m in capped) + "."))
+    return _table(["Seed", "Cold (%)", "Warm (%)", "Cold − warm"], rows, fmt,
+                  "Cold − warm at the last experiment, per seed") + "\n\n" + note
+
+
+def warm_gap_sentence(fmt: str, *folders: str) -> str:
+    """One line per folder: how far the cold start ends above the warm start, and on how many seeds.
+
+    Examples
+    --------
+    >>> warm_gap_sentence("md", "experiments-features-patchcnn").startswith("- `results/")
+    True
+    """
+    _check(fmt)
+    lines = []
+    for folder in folders:
+        _data, c = _cold_warm(folder)
+        seeds = ", ".join(map(str, c.seeds))
+        lines.append(f"{_code('results/' + folder, fmt)} (seeds {seeds}): cold − warm {_gap_text(c)}.")
+    return "\n".join(f"{'*' if fmt == 'rst' else '-'} {line}" for line in lines)
+
+
+def _mechanism_rows(folder: str) -> list[dict[str, Any]]:
+    path = _read_folder_file(folder, "mechanism.csv")
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        for key, value in row.items():
+            if key != "layer":
+                row[key] = float(value) if value not in ("", "None") else math.nan
+    return rows
+
+
+def _fmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(kept) if kept else math.nan
+
+
+def _cell(value: float, digits: int) -> str:
+    return "undefined" if math.isnan(value) else _num(value, digits)
+
+
+def mechanism_table(fmt: str, folder: str) -> str:
+    """DASH's factors against what each unit carries, per layer and stage, mean over the seeds.
+
+    Reads ``mechanism.csv`` (:mod:`.mechanism`): one row per seed, stage and layer. A rank
+    correlation that is undefined for a seed (every factor at the floor) is left out of the mean.
+
+    Examples
+    --------
+    >>> mechanism_table("md", "mechanism-features-patchcnn").splitlines()[0].split(" | ")[:3]
+    ['| Layer', 'Stage', 'Mean factor']
+    """
+    rows = _mechanism_rows(folder)
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    stages = sorted({int(r["experiment"]) for r in rows})
+    seeds = sorted({int(r["seed"]) for r in rows})
+    header = ["Layer", "Stage", "Mean factor", "At floor (%)", "ρ(factor, feature share)",
+              "ρ(factor, rare energy)", "Factor gap"]
+    out = []
+    for layer in layers:
+        for stage in stages:
+            group = [r for r in rows if r["layer"] == layer and int(r["experiment"]) == stage]
+            units = int(group[0]["units"])
+            out.append([f"{layer} ({units} units)", str(stage), f"{_fmean([r['mean_factor'] for r in group]):.2f}",
+                        f"{100 * _fmean([r['at_floor'] for r in group]):.0f}",
+                        _cell(_fmean([r["rho_feature_share"] for r in group]), 2),
+                        _cell(_fmean([r["rho_rare_energy"] for r in group]), 2),
+                        _cell(_fmean([r["factor_gap"] for r in group]), 3)])
+    note = (f"Means over seeds {', '.join(map(str, seeds))} from {_code('results/' + folder + '/mechanism.csv', fmt)}; "
+            "a stage is the experiment at whose start DASH shrinks. *Factor gap*: the mean factor of the half of "
+            "the units with the larger feature share minus that of the other half.")
+    if fmt == "rst":
+        note = note.replace("*Factor gap*", "**Factor gap**")
+    return _table(header, out, fmt, "DASH's factors against what each unit carries") + "\n\n" + note
+
+
+def mechanism_summary(fmt: str, folder: str) -> str:
+    """Per layer, over every seed and stage of ``mechanism.csv``: the floor, ρ and the factor gap.
+
+    Examples
+    --------
+    >>> mechanism_summary("md", "mechanism-features-patchcnn").startswith("- conv1")
+    True
+    """
+    _check(fmt)
+    rows = _mechanism_rows(folder)
+    lines = []
+    for layer in dict.fromkeys(r["layer"] for r in rows):
+        group = [r for r in rows if r["layer"] == layer]
+        stages = sorted({int(r["experiment"]) for r in group})
+        floor = [100 * _fmean([r["at_floor"] for r in group if int(r["experiment"]) == s]) for s in stages]
+        rho = [r["rho_feature_share"] for r in group]
+        defined = [v for v in rho if not math.isnan(v)]
+        text = (f"{layer} ({int(group[0]['units'])} units): at the floor {min(floor):.0f}–{max(floor):.0f} % of "
+                f"the units (mean per stage); ρ(factor, feature share) ")
+        if defined:
+            text += (f"averages {_num(statistics.fmean(defined), 3)} over the {len(defined)} of {len(rho)} seed-stage "
+                     f"cases where it is defined, from {_num(min(defined))} to {_num(max(defined))}, positive in "
+                     f"{sum(v > 0 for v in defined)}")
+        else:
+            text += "is undefined in every case"
+        if len(defined) < len(rho):
+            text += f" (undefined in {len(rho) - len(defined)}, where every factor sat at the floor)"
+        gap = _fmean([r["factor_gap"] for r in group])
+        text += f"; the factor gap averages {_num(gap, 3)}, on factors between the floor and 1."
+        lines.append(text)
+    return "\n".join(f"{'*' if fmt == 'rst' else '-'} {line}" for line in lines)
+
+
+def mechanism_replay(fmt: str, folder: str, runs: str) -> str:
+    """Whether the mechanism replay's DASH runs reproduce a results folder's, test accuracy by experiment.
+
+    Examples
+    --------
+    >>> mechanism_replay("md", "mechanism-features-patchcnn", "experiments-features-patchcnn")  # doctest: +ELLIPSIS
+    "The replay's DASH test accuracy equals that of `results/experiments-features-patchcnn` at 45 of the 45 ..."
+    """
+    _check(fmt)
+    rows = _mechanism_rows(folder)
+    published = {(int(r["seed"]), int(r["experiment"])): r["test_acc"]
+                 for r in _sgd(load(runs)) if r["method"] == "dash"}
+    pairs = {(int(r["seed"]), int(r["experiment"])): r["test_acc"] for r in rows}
+    same = sum(abs(acc - published.get(key, math.nan)) < 1e-9 for key, acc in pairs.items())
+    return (f"The replay's DASH test accuracy equals that of {_code('results/' + runs, fmt)} at {same} of the "
+            f"{len(pairs)} (seed, stage) pairs of {_code('results/' + folder + '/mechanism.csv', fmt)}.")
+
+
+def _record_key(r: dict[str, Any]) -> tuple[str, str, int, int]:
+    return (r["method"], r["optimizer"], int(r["seed"]), int(r["experiment"]))
+
+
+def same_records(fmt: str, first: str, second: str) -> str:
+    """How many records two folders share, and how many of them have the same test accuracy and steps.
+
+    Examples
+    --------
+    >>> same_records("md", "experiments-mnist1d-cnn1d", "experiments-mnist1d-cnn1d")[:12]
+    'Of the 150 r'
+    """
+    _check(fmt)
+    a = {_record_key(r): r for r in load(first)["records"]}
+    b = {_record_key(r): r for r in load(second)["records"]}
+    shared = sorted(set(a) & set(b))
+    same = [k for k in shared if (a[k]["test_acc"], a[k]["steps"]) == (b[k]["test_acc"], b[k]["steps"])]
+    return (f"Of the {len(shared)} records (method, optimizer, seed, experiment) that "
+            f"{_code('results/' + first, fmt)} and {_code('results/' + second, fmt)} share, {len(same)} have the "
+            f"same test accuracy and the same number of steps.")
+
+
+def _verdicts_differ(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[Any, Any, str]]:
+    """(comparison in a, comparison in b, "accuracy" or "steps") for every verdict that differs."""
+    verdicts_b = {(c.other, c.optimizer): c for c in _comparisons(b)}
+    out = []
+    for c in _comparisons(a):
+        d = verdicts_b.get((c.other, c.optimizer))
+        if d is None:
+            continue
+        if c.accuracy_verdict() != d.accuracy_verdict():
+            out.append((c, d, "accuracy"))
+        if c.steps_verdict() != d.steps_verdict():
+            out.append((c, d, "steps"))
+    return out
+
+
+def verdicts_differ(fmt: str, first: str, second: str) -> str:
+    """The verdicts of DASH against each method that differ between two folders, with both intervals.
+
+    Examples
+    --------
+    >>> verdicts_differ("md", "experiments-mnist1d-cnn1d", "experiments-mnist1d-cnn1d")  # doctest: +ELLIPSIS
+    'The verdicts of ... agree on every method.'
+    """
+    _check(fmt)
+    a, b = load(first), load(second)
+    where = f"{_code('results/' + first, fmt)} (A) and {_code('results/' + second, fmt)} (B)"
+    differ = _verdicts_differ(a, b)
+    if not differ:
+        return f"The verdicts of {where} agree on every method."
+    parts = []
+    for c, d, what in differ:
+        if what == "accuracy":
+            va, vb = (f"{x.accuracy_verdict()} ({_with_interval(x.accuracy, ' points')})" for x in (c, d))
+        else:
+            va, vb = (f"{x.steps_verdict()} ({_with_interval(x.steps, '×', signed=False)})" for x in (c, d))
+        parts.append(f"DASH against {LABELS.get(c.other, c.other)}, {what}: A {va}, B {vb}")
+    return f"The verdicts of {where} differ on: " + "; ".join(parts) + "; they agree on every other method."
+
+
+def reproduced(fmt: str, folder: str, tag: str, runs: str) -> str:
+    """Per method, on how many seeds an exploration run's last accuracy equals a results folder's.
+
+    The exploration file keeps accuracies in percent with two decimals, so the folder's are
+    rounded the same way before comparing.
+
+    Examples
+    --------
+    >>> reproduced("md", "exploration-features", "pd128-ns1.0-s04", "experiments-features-patchcnn")[:8]
+    'Run `pd1'
+    """
+    _check(fmt)
+    lines = [json.loads(line) for line in _read_folder_file(folder, "runs.jsonl").read_text().splitlines() if line]
+    found = [run for run in lines if run["tag"] == tag]
+    if not found:
+        raise ValueError(f"tag={tag!r} is not in results/{folder}/runs.jsonl; tags: {[r['tag'] for r in lines]}")
+    run = found[-1]
+    data = load(runs)
+    seeds = [int(s) for s in run["args"]["seeds"].split(",")]
+    last = {(r["method"], int(r["seed"])): round(100 * r["test_acc"], 2) for r in _sgd(data)
+            if r["experiment"] == data["protocol"]["num_chunks"]}
+    parts = []
+    for method, accs in run["last"].items():
+        now = [last.get((method, s)) for s in seeds]
+        same = sum(x == y for x, y in zip(accs, now, strict=True))
+        text = f"{LABELS.get(method, method)} {same} of {len(seeds)}"
+        if same < len(seeds) and None not in now:
+            text += f" (mean {statistics.fmean(accs):.2f} % then, {statistics.fmean(now):.2f} % now)"
+        parts.append(text)
+    return (f"Run {_code(tag, fmt)} against {_code('results/' + runs, fmt)}, seeds on which the last-experiment "
+            "test accuracy (to 0.01 %) is the same: " + "; ".join(parts) + ".")
+
+
 def draw_figures(folder: Path | None = None) -> list[Path]:
-    """Draw the published figures from the results folders into ``docs/_static/``.
+    """Draw ``warmstart-results.png`` and ``warmstart-factors.png`` (see ``FIGURES``) into ``folder``.
 
-    ``warmstart-results.png`` is the default run's plot (as ``dash-warmstart`` draws it) and
-    ``warmstart-factors.png`` compares DASH's factors on the CNN and on the MLP.
-
-    Parameters
-    ----------
-    folder:
-        Where to write the PNG files; defaults to the repository's ``docs/_static/``.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The paths of the two figures written.
-
-    Raises
-    ------
-    FileNotFoundError
-        If a results folder it reads has no ``experiments.json``.
+    ``folder`` defaults to the repository's ``docs/_static/``; returns the paths written.
 
     Examples
     --------
@@ -550,24 +854,23 @@ def draw_figures(folder: Path | None = None) -> list[Path]:
     from .plot import plot_factor_distributions, plot_results
 
     folder = folder or RESULTS.parent / "docs" / "_static"
-    default = load(_DEFAULT)
-    paths = [
+    default = load(FIGURES["results"])
+    protocol = default["protocol"]
+    return [
         plot_results(
             default["records"],
             folder / "warmstart-results.png",
-            title="MNIST-1D, 1-D CNN, 10 chunks",
-            lambd=default["protocol"]["dash_lambd"],
+            title=_describe(default),
+            lambd=protocol["dash_lambd"],
+            max_epochs=protocol["max_epochs"],
+            threshold=protocol["threshold"],
         ),
         plot_factor_distributions(
-            {
-                "1-D CNN (the default)": default["records"],
-                "MLP 256x256 (--model mlp)": load("experiments-mnist1d-mlp")["records"],
-            },
+            {title: load(name)["records"] for title, name in FIGURES["factors"].items()},
             folder / "warmstart-factors.png",
-            lambd=default["protocol"]["dash_lambd"],
+            lambd=protocol["dash_lambd"],
         ),
     ]
-    return paths
 
 
 def main() -> int:

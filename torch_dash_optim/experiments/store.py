@@ -27,11 +27,13 @@ import torch
 
 __all__ = [
     "FACTOR_FIELDS",
+    "CorruptRunError",
     "RECORD_FIELDS",
     "RunStore",
     "atomic_write",
     "factor_rows",
     "read_config",
+    "saved_records",
     "write_config",
     "write_tables",
 ]
@@ -71,6 +73,23 @@ FACTOR_FIELDS: tuple[str, ...] = (
     "q75",
     "q90",
 )
+
+
+class CorruptRunError(ValueError):
+    """A file of a results folder cannot be read (truncated, or not written by the harness).
+
+    Examples
+    --------
+    >>> issubclass(CorruptRunError, ValueError)
+    True
+    """
+
+
+def _read_json(path: Path, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptRunError(f"{path} cannot be read ({err}); it is truncated or damaged: {fix}") from None
 
 
 def atomic_write(path: Path, write: Callable[[io.IOBase], None] | str, binary: bool = False) -> None:
@@ -153,10 +172,13 @@ def read_config(out: Path) -> dict[str, Any] | None:
     >>> read_config(pathlib.Path(tempfile.mkdtemp())) is None
     True
     """
-    path = out / "config.json"
+    path = Path(out) / "config.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    data = _read_json(path, "delete the folder, or start the run in another one")
+    if not isinstance(data, dict):
+        raise CorruptRunError(f"{path} holds no settings; delete the folder, or start the run in another one")
+    return data
 
 
 class RunStore:
@@ -171,22 +193,40 @@ class RunStore:
     """
 
     def __init__(self, out: Path, method: str, optimizer: str, seed: int) -> None:
-        stem = f"{method}_{optimizer}_seed{seed}"
-        self.json_path = Path(out) / "runs" / f"{stem}.json"
-        self.ckpt_path = Path(out) / "runs" / f"{stem}.pt"
+        self.json_path = Path(out) / "runs" / f"{method}_{optimizer}_seed{seed}.json"
+        self.ckpt_path = self.json_path.with_suffix(".pt")
+
+    @classmethod
+    def of_file(cls, json_path: Path) -> RunStore:
+        """The store whose run file is ``json_path``."""
+        store = cls.__new__(cls)
+        store.json_path, store.ckpt_path = Path(json_path), Path(json_path).with_suffix(".pt")
+        return store
 
     def load_records(self) -> tuple[list[dict[str, Any]], bool]:
         """Return the run's finished records and whether the run is complete."""
         if not self.json_path.exists():
             return [], False
-        data = json.loads(self.json_path.read_text(encoding="utf-8"))
+        fix = (
+            f"delete it and resume: the run then restarts from {self.ckpt_path.name} if that exists, "
+            "else from its first experiment"
+        )
+        data = _read_json(self.json_path, fix)
+        if not (isinstance(data, dict) and isinstance(data.get("records"), list) and "complete" in data):
+            raise CorruptRunError(f"{self.json_path} is not a run file of the harness (no records/complete); {fix}")
         return list(data["records"]), bool(data["complete"])
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """Return the saved state after the last finished experiment, or ``None``."""
         if not self.ckpt_path.exists():
             return None
-        return torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise CorruptRunError(
+                f"{self.ckpt_path} cannot be read ({type(err).__name__}); it is truncated or damaged: delete it "
+                f"and {self.json_path.name}, and resume: that run restarts from its first experiment"
+            ) from None
 
     def save(self, records: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
         """Save the finished records, and the state to continue from (``None``: run complete).
@@ -207,6 +247,43 @@ class RunStore:
         atomic_write(self.json_path, body)
         if state is None and self.ckpt_path.exists():
             self.ckpt_path.unlink()
+
+
+def saved_records(out: Path) -> list[dict[str, Any]]:
+    """Return the records of every complete run saved under ``OUT/runs``, in file-name order.
+
+    Parameters
+    ----------
+    out:
+        The run's output folder.
+
+    Returns
+    -------
+    list of dict
+        The records of the runs whose file says they are complete.
+
+    Raises
+    ------
+    CorruptRunError
+        For a run file that cannot be read; the message names it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> RunStore(out, "warm", "sgd", 0).save([{"method": "warm", "experiment": 1}], None)
+    >>> saved_records(out)
+    [{'method': 'warm', 'experiment': 1}]
+    """
+    folder = Path(out) / "runs"
+    if not folder.is_dir():
+        return []
+    records: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.json")):
+        found, complete = RunStore.of_file(path).load_records()
+        if complete:
+            records += found
+    return records
 
 
 def factor_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

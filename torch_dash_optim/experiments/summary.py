@@ -1,4 +1,8 @@
-"""The paper's summary table: four columns, mean (std) over seeds, rows = methods, SGD/SAM."""
+"""The paper's summary table: four columns, mean (std) over seeds, rows = methods, SGD/SAM.
+
+Runs whose last experiment stopped at the epoch cap below the threshold are flagged (†); the
+paired comparisons and verdicts come from :mod:`.stats`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .config import METHODS, OPTIMIZERS
+from .config import OPTIMIZERS
+from .methods import BUILTIN
+from .stats import capped
 
 __all__ = [
     "FACTOR_STATS",
@@ -15,6 +21,7 @@ __all__ = [
     "METRICS",
     "factor_markdown",
     "factor_summary",
+    "method_order",
     "per_run",
     "summarize",
     "summary_markdown",
@@ -28,17 +35,9 @@ METRICS: tuple[tuple[str, str, bool], ...] = (
     ("avg_steps", "Steps, avg over experiments", False),
 )
 
-#: The name of each method in tables and plots.
-LABELS: dict[str, str] = {
-    "cold": "Cold (random init)",
-    "warm": "Warm",
-    "warm_rm": "Warm, optimizer reset",
-    "sp": "Shrink & Perturb",
-    "l2_init": "L2 init",
-    "reset": "Last-layer reset",
-    "fire": "FIRE",
-    "dash": "DASH",
-}
+#: Each built-in method's label in tables and plots, taken from ``Method.label``.
+#: Other methods show their name.
+LABELS: dict[str, str] = {name: method.label for name, method in BUILTIN.items()}
 
 #: The per-kind factor statistics averaged by :func:`factor_summary`.
 FACTOR_STATS: tuple[str, ...] = ("at_floor", "mean", "q10", "q25", "q50", "q75", "q90")
@@ -79,6 +78,18 @@ def per_run(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], dic
             "avg_steps": sum(r["steps"] for r in rs) / len(rs),
         }
     return out
+
+
+def method_order(names: Iterable[str]) -> list[str]:
+    """The methods in ``names``: built-in ones in their order, then the others as they come.
+
+    Examples
+    --------
+    >>> method_order(["dash", "mine", "cold", "dash"])
+    ['cold', 'dash', 'mine']
+    """
+    names = list(dict.fromkeys(names))
+    return [m for m in BUILTIN if m in names] + [m for m in names if m not in BUILTIN]
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -123,29 +134,51 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[s
     return out
 
 
-def _cell(stats: dict[str, Any] | None, name: str, is_acc: bool) -> str:
+def _cell(stats: dict[str, Any] | None, name: str, is_acc: bool, flag: str = "") -> str:
     if stats is None:
         return "-"
     mean, std = stats[name]
     if is_acc:
-        return f"{100 * mean:.2f} ({100 * std:.2f})"
-    return f"{mean:.0f} ({std:.0f})"
+        return f"{100 * mean:.2f} ({100 * std:.2f}){flag}"
+    return f"{mean:.0f} ({std:.0f}){flag}"
 
 
-def summary_markdown(records: Iterable[dict[str, Any]]) -> str:
+def _capped_last(
+    records: list[dict[str, Any]], max_epochs: int | None, threshold: float | None
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per (method, optimizer): seeds whose last experiment hit the cap, and all seeds."""
+    last: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for r in records:
+        key = (r["method"], r["optimizer"], int(r["seed"]))
+        if key not in last or r["experiment"] > last[key]["experiment"]:
+            last[key] = r
+    out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for (m, o, _s), r in last.items():
+        out[(m, o)][0] += capped(r, max_epochs, threshold)
+        out[(m, o)][1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items() if v[0]}
+
+
+def summary_markdown(
+    records: Iterable[dict[str, Any]], max_epochs: int | None = None, threshold: float | None = None
+) -> str:
     """Return the summary as a markdown table in the paper's shape (SGD and SAM per metric).
 
     Parameters
     ----------
     records:
         Experiment records, each with ``method``, ``optimizer``, ``seed``, ``experiment``,
-        ``test_acc`` and ``steps``.
+        ``test_acc`` and ``steps`` (and ``epochs``, ``train_acc`` to flag capped runs).
+    max_epochs, threshold:
+        The protocol's epoch cap and threshold: the last-experiment cells of a method whose
+        last experiment stopped at the cap below the threshold on some seed get a ``†``
+        (``None``: no flags).
 
     Returns
     -------
     str
         The table: one row per method, a (SGD, SAM) pair of columns per metric, each cell
-        ``mean (std)``.
+        ``mean (std)``, and a note on the seeds and the capped runs.
 
     Examples
     --------
@@ -154,17 +187,33 @@ def summary_markdown(records: Iterable[dict[str, Any]]) -> str:
     >>> print(summary_markdown(recs).splitlines()[2])
     | Warm | 50.00 (0.00) | 10 (0) | 50.00 (0.00) | 10 (0) |
     """
+    records = list(records)
     stats = summarize(records)
-    methods = [m for m in METHODS if any(k[0] == m for k in stats)]
+    flagged = _capped_last(records, max_epochs, threshold)
+    methods = method_order(k[0] for k in stats)
     opts = [o for o in OPTIMIZERS if any(k[1] == o for k in stats)]
     header = ["Method"] + [f"{title}, {o.upper()}" for _n, title, _a in METRICS for o in opts]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in methods:
-        cells = [_cell(stats.get((m, o)), name, is_acc) for name, _t, is_acc in METRICS for o in opts]
-        lines.append("| " + " | ".join([LABELS[m]] + cells) + " |")
+        cells = [
+            _cell(stats.get((m, o)), name, is_acc, "†" if name.startswith("last") and (m, o) in flagged else "")
+            for name, _t, is_acc in METRICS
+            for o in opts
+        ]
+        lines.append("| " + " | ".join([LABELS.get(m, m)] + cells) + " |")
     seeds = sorted({row["n"] for row in stats.values()})
     lines.append("")
     lines.append(f"Mean (std) over {'/'.join(map(str, seeds))} seed(s); std with ddof=0.")
+    if flagged:
+        lines[-1] += (
+            f" † stopped at the {max_epochs}-epoch cap below {100 * threshold:.1f}% train accuracy at the last "
+            "experiment: "
+            + ", ".join(
+                f"{LABELS.get(m, m)}{f' ({o.upper()})' if len(opts) > 1 else ''} on {n} of {total} seeds"
+                for (m, o), (n, total) in sorted(flagged.items(), key=lambda kv: methods.index(kv[0][0]))
+            )
+            + "; those numbers are the cap's, not the method's."
+        )
     return "\n".join(lines)
 
 

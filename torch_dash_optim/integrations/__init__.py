@@ -1,9 +1,11 @@
 """DASH inside training frameworks, each imported on demand with its extra.
 
-* :mod:`torch_dash_optim.integrations.lightning`: a Lightning callback
-  (``pip install "torch-dash-optim[lightning]"``).
-* :mod:`torch_dash_optim.integrations.transformers`: a Hugging Face ``TrainerCallback``
-  (``pip install "torch-dash-optim[hf]"``).
+* :mod:`torch_dash_optim.integrations.lightning`: a Lightning callback (the ``lightning``
+  extra: ``pip install -e ".[lightning]"`` in a clone).
+* :mod:`torch_dash_optim.integrations.transformers`: a Hugging Face ``TrainerCallback`` (the
+  ``hf`` extra: ``pip install -e ".[hf]"``).
+
+Imported without its package, each raises an :class:`ImportError` that names the extra.
 
 Accelerate, timm and averaged models need no module of their own: see
 :func:`torch_dash_optim.on_new_data`, :mod:`torch_dash_optim.state_policy` and
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+
+from .._extras import install_hint
 
 __all__ = ["require"]
 
@@ -38,8 +42,7 @@ def require(module: str, extra: str, what: str) -> ModuleType:
     Raises
     ------
     ImportError
-        If ``module`` cannot be imported; the message names ``pip install
-        "torch-dash-optim[extra]"``.
+        If ``module`` cannot be imported; the message names the extra and how to install it.
 
     Examples
     --------
@@ -48,9 +51,9 @@ def require(module: str, extra: str, what: str) -> ModuleType:
     >>> require("no_such_module_xyz", "lightning", "torch_dash_optim.integrations.lightning")
     Traceback (most recent call last):
     ...
-    ImportError: torch_dash_optim.integrations.lightning needs no_such_module_xyz: pip install ...
+    ImportError: torch_dash_optim.integrations.lightning needs no_such_module_xyz, from the "lightning" extra: ...
     """
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(f'{what} needs {module}: pip install "torch-dash-optim[{extra}]"') from err
+        raise ImportError(f'{what} needs {module}, from the "{extra}" extra: {install_hint(extra)}') from err
