@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from _load import load_module
 from _without import NOT_IN_DOCS_EXTRA, env_without
 from test_docs_markup import find_leaked_markup
 
@@ -215,11 +216,7 @@ def test_every_public_class_and_function_has_a_page_in_the_navigation(builds: di
 
 
 def _conf() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_dash_docs_conf", DOCS / "conf.py")
-    assert spec is not None and spec.loader is not None
-    conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conf)
-    return conf
+    return load_module(DOCS / "conf.py", "_dash_docs_conf")
 
 
 def test_the_build_is_nitpicky_and_its_links_match_the_package_metadata() -> None:
@@ -254,11 +251,7 @@ def test_changelog_headings_keep_links_and_drop_undefined_brackets() -> None:
 
 # -- links and the width of a phone (docs/check_site.py) ------------------------------------------
 def _check_site() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_dash_check_site", DOCS / "check_site.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(DOCS / "check_site.py", "_dash_check_site")
 
 
 def _chromium() -> str:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _load import load_module
 
 from torch_dash_optim._extras import install_hint
 
@@ -361,13 +362,7 @@ Not Python::
 
 # -- the docstring examples of the API pages ------------------------------------------------------
 def _conf_module():  # noqa: ANN202
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_dash_docs_conf_snippets", DOCS / "conf.py")
-    assert spec is not None and spec.loader is not None
-    conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conf)
-    return conf
+    return load_module(DOCS / "conf.py", "_dash_docs_conf_snippets")
 
 
 def test_api_examples_run_with_the_imports_the_pages_show() -> None:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pkgutil
 import re
@@ -20,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _load import load_module
 from _without import EXTRA_PACKAGES, INTEGRATION_PACKAGES, env_without
 
 import torch_dash_optim
@@ -28,11 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _readme_command_module():
-    spec = importlib.util.spec_from_file_location("_readme_command", ROOT / "scripts" / "readme_command.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "scripts" / "readme_command.py", "_readme_command")
 
 
 def _quickstart_block() -> list[str]:
