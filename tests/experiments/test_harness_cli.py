@@ -279,3 +279,25 @@ def test_quick_is_a_smoke_run_that_says_so(tmp_path: Path, capsys: pytest.Captur
     assert data["protocol"]["num_chunks"] == QUICK_PRESET.get("chunks", DATASET_PRESETS["mnist1d"]["chunks"])
     assert data["protocol"]["max_epochs"] == 1 and data["setup"]["train_size"] == 60
     assert {r["seed"] for r in data["records"]} == set(QUICK_PRESET.get("seeds", DEFAULT_SEEDS))
+
+
+def test_ctrl_c_outside_the_runs_exits_130_with_a_message_and_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while the data set is being generated (before any run) ends as cleanly as one during the runs."""
+    import signal
+
+    from torch_dash_optim.experiments import cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_dataset", interrupted)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        assert main(["--quick", "--out", str(tmp_path / "out")]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert "interrupted; run the same command again" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

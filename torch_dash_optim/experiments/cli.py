@@ -338,6 +338,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ...
     SystemExit: 2
     """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # outside the runs (data, model, the summary): nothing half-written to keep
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt this message
+        print("\ninterrupted; run the same command again (with --resume if --out was created)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_negative_values(raw))
