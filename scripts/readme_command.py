@@ -4,8 +4,8 @@ The Quick start section of README.md holds one ``bash`` block of exactly two com
 first runs the experiment, the second installs everything and runs the test suite. ``.ci/run``
 runs the second through this script, so CI proves what the README tells users to type.
 
-Usage: ``python3 scripts/readme_command.py {experiment,test}`` (standard library only: it runs
-before any virtual environment exists).
+Usage: ``python3 scripts/readme_command.py {experiment,test} [README.md]`` (standard library
+only: it runs before any virtual environment exists).
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ def quickstart_commands(readme: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0] not in NAMES:
-        print(f"usage: python3 scripts/readme_command.py {{{','.join(NAMES)}}}", file=sys.stderr)
+    if len(argv) not in (1, 2) or argv[0] not in NAMES:
+        print(f"usage: python3 scripts/readme_command.py {{{','.join(NAMES)}}} [README.md]", file=sys.stderr)
         return 2
-    print(quickstart_commands(README.read_text(encoding="utf-8"))[NAMES.index(argv[0])])
+    readme = Path(argv[1]) if len(argv) == 2 else README
+    print(quickstart_commands(readme.read_text(encoding="utf-8"))[NAMES.index(argv[0])])
     return 0
 
 

@@ -254,13 +254,9 @@ class DASHWrapper(DelegatingOptimizer):
     def defaults(self, value: dict[str, Any]) -> None:
         self._inner.defaults = value
 
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return self._inner.param_groups
-
-    @param_groups.setter
+    @DelegatingOptimizer.param_groups.setter  # the same read-through getter; the setter marks the groups
     def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self._inner.param_groups = value
+        DelegatingOptimizer.param_groups.fset(self, value)
         self._mark_groups()
 
     def _mark_groups(self) -> None:
