@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,37 @@ INTERRUPTED = [
 ]  # fmt: skip
 
 
+FAULTHANDLER = dict(os.environ, PYTHONFAULTHANDLER="1")  # SIGABRT then prints every thread's stack
+
+
+@contextlib.contextmanager
+def _process_group(command: list[str]) -> Iterator[subprocess.Popen]:
+    """Run ``command`` in a process group of its own, killed with its workers on leaving."""
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=FAULTHANDLER
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _stderr_or_stacks(proc: subprocess.Popen, timeout: float) -> str:
+    """The process's stderr once it exits; if it hangs, fail with the stacks of its threads."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGABRT)  # faulthandler dumps the stacks, then the process dies
+        with contextlib.suppress(ProcessLookupError):
+            time.sleep(2)
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+        stderr = proc.communicate()[1]
+        pytest.fail(f"the run did not exit within {timeout} s; its stderr and stacks:\n{stderr[-8000:]}")
+
+
 def _complete_runs(out: Path) -> set[str]:
     done = set()
     for path in (out / "runs").glob("*.json") if (out / "runs").is_dir() else []:
@@ -105,9 +137,7 @@ def test_ctrl_c_with_two_jobs_stops_cleanly_and_resume_finishes(when: str, tmp_p
     """Ctrl-C (SIGINT to the whole process group, twice) exits 130 with no traceback, keeping finished runs."""
     out = tmp_path / "res"
     command = [sys.executable, "-m", "torch_dash_optim.experiments", *INTERRUPTED, "--jobs", "2", "--out", str(out)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
+    with _process_group(command) as proc:
         for _ in range(3000):  # until the workers start, or a run has finished (at most 5 minutes)
             started = (out / "config.json").exists() if when == "while_workers_start" else _complete_runs(out)
             if started or proc.poll() is not None:
@@ -120,11 +150,7 @@ def test_ctrl_c_with_two_jobs_stops_cleanly_and_resume_finishes(when: str, tmp_p
         time.sleep(0.2)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)  # and a second, impatient Ctrl-C
-        _stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stderr = _stderr_or_stacks(proc, timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted; finished experiments are saved" in stderr
     assert done <= _complete_runs(out)  # what had finished is kept
@@ -134,3 +160,42 @@ def test_ctrl_c_with_two_jobs_stops_cleanly_and_resume_finishes(when: str, tmp_p
     assert main([*INTERRUPTED, "--jobs", "1", "--out", str(out), "--resume"]) == 0
     records = json.loads((out / "experiments.json").read_text())["records"]
     assert len(records) == 4 * 2 * 4
+
+
+# A Ctrl-C can land between any two bytecodes, so also between a lock's acquire and the code that
+# gives it back. multiprocessing's Queue.put is such a place: a KeyboardInterrupt there kept the
+# queue's lock, and the queue's finalizer then waited for it forever, after the "interrupted"
+# message (seen in CI). This script makes the Ctrl-C arrive exactly there, in the parent only.
+CTRL_C_INSIDE_A_LOCK = """
+import signal
+import sys
+import multiprocessing.queues
+
+real_put = multiprocessing.queues.Queue.put
+
+
+def put(self, obj, block=True, timeout=None):
+    real_put(self, obj, block, timeout)  # the first put starts the feeder thread and its finalizers
+    self._notempty.acquire()  # as put() itself does, around its own work
+    signal.raise_signal(signal.SIGINT)  # Ctrl-C while the queue's lock is held
+    self._notempty.release()
+
+
+if __name__ == "__main__":
+    multiprocessing.queues.Queue.put = put
+    from torch_dash_optim.experiments.cli import main
+
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_inside_a_multiprocessing_lock_still_exits(tmp_path: Path) -> None:
+    """A Ctrl-C while the parent holds a queue's lock is recorded, acted on later, and the run exits 130."""
+    script = tmp_path / "ctrl_c_inside_a_lock.py"
+    script.write_text(CTRL_C_INSIDE_A_LOCK)
+    out = tmp_path / "res"
+    with _process_group([sys.executable, str(script), *INTERRUPTED, "--jobs", "2", "--out", str(out)]) as proc:
+        stderr = _stderr_or_stacks(proc, timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted; finished experiments are saved" in stderr
+    assert not list((out / "runs").glob(".*.tmp*"))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
+from .._interrupts import deferred_interrupts, sigint_blocked
 from .config import METHODS, OPTIMIZERS, ProtocolConfig
 from .loaders import make_loader, split_chunks
 from .methods import BUILTIN, Arrival, Learner, Method, get_method
@@ -179,8 +180,9 @@ def run_protocol(
         run with the same number of torch threads, and ``resume`` works the same. Workers need
         a picklable ``model_factory`` (a module-level function, class or
         :func:`functools.partial`), picklable datasets and methods. On
-        :class:`KeyboardInterrupt` the workers are stopped at once (SIGINT is ignored while
-        they stop) and what finished is kept for ``resume``.
+        :class:`KeyboardInterrupt` (Ctrl-C) the workers are stopped at once and what finished
+        is kept for ``resume``; while they run, a Ctrl-C is recorded and acted on between two
+        polls of the workers, never raised inside ``multiprocessing``'s own code.
     threads:
         torch threads of each worker (``jobs > 1`` only; a run in this process uses the
         caller's setting).
@@ -352,77 +354,48 @@ def _run_parallel(
                 f"(a module-level function, class or functools.partial), not {obj!r} ({err}); "
                 "use jobs=1 or such a one"
             ) from None
-    ctx = mp.get_context("spawn")
-    devices = ctx.Queue()
-    for d in _worker_devices(device, jobs):
-        devices.put(d)
-    messages = ctx.Queue() if bar is not None else None
-    initargs = (train_set, test_set, model_factory, config, workers, out_dir, threads, devices, messages, methods)
-    results: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
-    order = list(pending)
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=initargs)
-    try:
-        with _sigint_deferred():  # workers start with SIGINT blocked, then ignore it: Ctrl-C reaches only us
-            futures = {pool.submit(_work, key) for key in pending}
-        while futures:
-            ready, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+    # Everything below runs with Ctrl-C recorded, never raised: multiprocessing's queues and the
+    # pool are not safe against an exception between two bytecodes (a lock taken and not given
+    # back deadlocks the queue's finalizer at exit). The loop polls the record and stops cleanly.
+    with deferred_interrupts() as ctrl_c:
+        ctx = mp.get_context("spawn")
+        devices = ctx.Queue()
+        for d in _worker_devices(device, jobs):
+            devices.put(d)
+        messages = ctx.Queue() if bar is not None else None
+        initargs = (train_set, test_set, model_factory, config, workers, out_dir, threads, devices, messages, methods)
+        results: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+        order = list(pending)
+        pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=initargs)
+        try:
+            with sigint_blocked():  # workers start with SIGINT blocked, then ignore it: Ctrl-C reaches only us
+                futures = {pool.submit(_work, key) for key in pending}
+            while futures:
+                if ctrl_c:
+                    ctrl_c.clear()  # acted on here: not delivered again on leaving
+                    raise KeyboardInterrupt
+                ready, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(messages, bar)
+                for future in ready:
+                    key, records = future.result()
+                    results[key] = records
+                # hand finished runs over in the sequential order, so the tables grow as they would
+                while order and order[0] in results:
+                    key = order.pop(0)
+                    finished(key, results.pop(key))
+            pool.shutdown(wait=True)
             _drain(messages, bar)
-            for future in ready:
-                key, records = future.result()
-                results[key] = records
-            # hand finished runs over in the sequential order, so the tables grow as they would
-            while order and order[0] in results:
-                key = order.pop(0)
-                finished(key, results.pop(key))
-    except BaseException:
-        with _sigint_ignored():  # a second Ctrl-C must not interrupt the stop
+        except BaseException:
             _stop_workers(pool)
             if out_dir is not None:  # temporary files of writes the stop cut short
                 for tmp in (out_dir / "runs").glob(".*.tmp*"):
                     tmp.unlink(missing_ok=True)
-        raise
-    pool.shutdown(wait=True)
-    _drain(messages, bar)
-    for key in order:
-        finished(key, results.pop(key))
-
-
-@contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT inside (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C that arrives inside until the end, and start processes with SIGINT blocked.
-
-    SIGINT is blocked in this thread (processes started here inherit the mask, so a Ctrl-C
-    cannot interrupt their start-up) and a Python handler records it should another thread
-    receive it. On leaving, the caller's handler is called for it (``KeyboardInterrupt``).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[Any] = []
-    handler = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    masked = hasattr(signal, "pthread_sigmask")
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if masked else None
-    try:
-        yield
-    finally:
-        if masked:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held by the mask runs our handler here
-        signal.signal(signal.SIGINT, handler)
-        if caught and callable(handler):
-            handler(signal.SIGINT, caught[0])
+            raise
+        finally:  # the workers are gone: close our ends of the queues now, not in a finalizer at exit
+            for q in (devices, messages):
+                if q is not None:
+                    q.close()
+                    q.join_thread()
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
