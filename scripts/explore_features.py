@@ -19,7 +19,7 @@ chosen default on seeds 0-4, from the repository root::
     python scripts/explore_features.py --tag pd128-ns1.0-s04 --seeds 0,1,2,3,4 \\
         --patch-dim 128 --noise-std 1.0 --out results/exploration-features/runs.jsonl
 
-The table in the docs is ``torch_dash_optim.experiments.publish.exploration`` of that file.
+The table in the docs is ``torch_dash_optim.experiments.publish_exploration.exploration`` of that file.
 """
 
 from __future__ import annotations

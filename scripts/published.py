@@ -9,7 +9,7 @@ result files, and the format to render::
     ...rendered text...
     <!-- end generated -->
 
-    .. generated: torch_dash_optim.experiments.publish:results_table rst      (reST comment)
+    .. generated: torch_dash_optim.experiments.publish:table rst      (reST comment)
 
     ...rendered text...
 

@@ -1,19 +1,21 @@
 """The published experiment numbers: tables and sentences rendered from committed results folders.
 
 README.md and ``docs/experiments.rst`` quote results only inside generated blocks (see
-``scripts/published.py``), whose marker names a renderer here, the format and the results
-folders it reads, e.g. ``<!-- generated: torch_dash_optim.experiments.publish:table md
-experiments-mnist1d-cnn1d -->``. Every renderer is called as ``renderer(fmt, *folders)``:
+``scripts/published.py``), whose marker names a renderer, the format and the results folders it
+reads, e.g. ``<!-- generated: torch_dash_optim.experiments.publish:table md
+experiments-mnist1d-cnn1d -->``. This module holds the renderers of the ``dash-warmstart``
+results (tables, verdicts, costs, builds), the folder lists and the helpers every renderer
+shares; :mod:`~torch_dash_optim.experiments.publish_exploration` renders the exploration runs and
+the warm-start gap, :mod:`~torch_dash_optim.experiments.publish_mechanism` the mechanism
+measurement. Every renderer is called as ``renderer(fmt, *folders)``:
 
 * ``fmt`` is ``"md"`` (Markdown) or ``"rst"`` (reStructuredText); any other value raises
   :class:`ValueError`;
 * each folder is a name under :data:`RESULTS` that one ``dash-warmstart`` command writes
   (:data:`FOLDERS` lists the published ones), or one of :data:`OTHER_FOLDERS`: the exploration
-  runs that chose the default (``runs.jsonl``, read by :func:`exploration` and
-  :func:`reproduced`) and the mechanism measurement (``mechanism.csv``, read by
-  :func:`mechanism_table`, :func:`mechanism_summary` and :func:`mechanism_replay`); a folder
-  without its file raises :class:`FileNotFoundError` naming the command that writes it;
-* :func:`reproduced` also takes a run's tag, and :func:`exploration` the default's folder.
+  runs that chose the default (``runs.jsonl``) and the mechanism measurement
+  (``mechanism.csv``); a folder without its file raises :class:`FileNotFoundError` naming the
+  command that writes it.
 
 Costs (:func:`cost`, :func:`provenance_note`) come from each folder's ``provenance.json``.
 
@@ -25,10 +27,7 @@ redraws the figures in ``docs/_static/``.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,22 +45,15 @@ __all__ = [
     "draw_figures",
     "builds",
     "cost",
-    "exploration",
     "factor_table",
     "load",
-    "mechanism_replay",
-    "mechanism_summary",
-    "mechanism_table",
     "provenance_note",
-    "reproduced",
     "results_sentence",
     "same_records",
     "seed_table",
     "table",
     "verdicts",
     "verdicts_differ",
-    "warm_gap",
-    "warm_gap_sentence",
 ]
 
 #: The repository's results folder.
@@ -489,261 +481,12 @@ def _num(value: float, digits: int = 2) -> str:
 
 
 def _read_folder_file(folder: str, name: str) -> Path:
+    """The path of ``name`` in a results folder; a missing file names the command that writes it."""
     path = RESULTS / folder / name
     if not path.exists():
         command = OTHER_FOLDERS.get(folder, FOLDERS.get(folder, "?"))
         raise FileNotFoundError(f"{path} is missing; regenerate it with: {command}")
     return path
-
-
-#: Each setting of an exploration run (``scripts/explore_features.py``), where the default's
-#: ``config.json`` holds it, and how the table names it.
-_SETTINGS: dict[str, tuple[tuple[str, ...], str]] = {
-    "patch_dim": (("setup", "features", "patch_dim"), "patch length"),
-    "noise_std": (("setup", "features", "noise_std"), "noise std"),
-    "lr": (("protocol", "lr"), "learning rate"),
-    "rare_freq": (("setup", "features", "rare_freq"), "rare-feature frequency"),
-    "width": (("setup", "width"), "width"),
-    "rare": (("setup", "features", "rare"), "rare features"),
-    "patches": (("setup", "features", "patches"), "patches"),
-    "feature_strength": (("setup", "features", "feature_strength"), "feature strength"),
-    "num_train": (("setup", "features", "num_train"), "training inputs"),
-    "num_test": (("setup", "features", "num_test"), "test inputs"),
-    "chunks": (("protocol", "num_chunks"), "chunks"),
-    "max_epochs": (("protocol", "max_epochs"), "epoch cap"),
-    "batch": (("protocol", "batch_size"), "batch"),
-}
-
-
-def _differs(args: dict[str, Any], config: dict[str, Any]) -> str:
-    """The settings of an exploration run that differ from the default's ``config.json``."""
-    out = []
-    for key, (where, label) in _SETTINGS.items():
-        want: Any = config
-        for part in where:
-            want = want[part]
-        if key in args and args[key] != want:
-            out.append(f"{label} {args[key]:g}" if isinstance(args[key], float) else f"{label} {args[key]}")
-    return ", ".join(out) or "default"
-
-
-def _mean_diff(last: dict[str, list[float]], a: str, b: str) -> tuple[float, int, int] | None:
-    """Mean of ``a − b`` over the seeds (points), how many are positive, and how many seeds."""
-    if a not in last or b not in last:
-        return None
-    diffs = [x - y for x, y in zip(last[a], last[b], strict=True)]
-    return statistics.fmean(diffs), sum(d > 0 for d in diffs), len(diffs)
-
-
-def exploration(fmt: str, folder: str, default: str = "experiments-features-patchcnn") -> str:
-    """Every exploration run of ``folder/runs.jsonl``, in file order, against the default setting.
-
-    One row per run: what differs from the default (read from ``default``'s ``config.json``),
-    the seeds, the mean last-experiment test accuracy of the cold and the warm start, the mean
-    paired differences cold − warm (with on how many seeds it is positive), DASH − cold, DASH −
-    S&P and DASH − FIRE ("—" where a method did not run), and the experiments that ended below
-    the train-accuracy threshold (the epoch cap).
-
-    Examples
-    --------
-    >>> print(exploration("md", "exploration-features").splitlines()[0])  # doctest: +ELLIPSIS
-    | Run | Differs from the default | Seeds | Cold (%) | Warm (%) | Cold − warm | DASH − cold | ...
-    """
-    _check(fmt)
-    config = json.loads(_read_folder_file(default, "config.json").read_text(encoding="utf-8"))
-    runs = [json.loads(line) for line in _read_folder_file(folder, "runs.jsonl").read_text().splitlines() if line]
-    header = ["Run", "Differs from the default", "Seeds", "Cold (%)", "Warm (%)", "Cold − warm", "DASH − cold",
-              "DASH − S&P", "DASH − FIRE", "Capped"]
-    rows = []
-    for run in runs:
-        last = run["last"]
-        gap = _mean_diff(last, "cold", "warm")
-        gap_text = "—" if gap is None else _num(gap[0]) + (f" ({gap[1]} of {gap[2]})" if gap[2] > 1 else "")
-        cells = [_code(run["tag"], fmt), _differs(run["args"], config), run["args"]["seeds"].replace(",", ", ")]
-        cells += [f"{statistics.fmean(last[m]):.2f}" if m in last else "—" for m in ("cold", "warm")]
-        cells.append(gap_text)
-        for other in ("cold", "sp", "fire"):
-            d = _mean_diff(last, "dash", other)
-            cells.append("—" if d is None else _num(d[0]))
-        cells.append(str(len(run["capped"])) if run["capped"] else "no")
-        rows.append(cells)
-    cpu = sum(float(run.get("cpu", 0)) for run in runs)
-    capped = sum(bool(run["capped"]) for run in runs)
-    note = (
-        f"{len(runs)} runs from {_code('results/' + folder + '/runs.jsonl', fmt)}, in the order they ran; the "
-        f"default is that of {_code('results/' + default, fmt)}. Accuracies at the last experiment, mean over "
-        "the seeds; differences in points, mean over the seeds of the paired differences. *Capped*: the number "
-        "of experiments that ended below the train-accuracy threshold, at the epoch cap; "
-        + ("no run hit the cap" if not capped else f"{capped} run(s) hit the cap")
-        + f". {_duration(cpu)} of CPU time in all."
-    )
-    if fmt == "rst":
-        note = note.replace("*Capped*", "**Capped**")
-    return _table(header, rows, fmt, "Every exploration run on ``features``" if fmt == "rst" else "") + "\n\n" + note
-
-
-def _cold_warm(folder: str) -> Any:
-    data = load(folder)
-    protocol = data["protocol"]
-    found = [c for c in compare(_sgd(data), "cold", protocol["max_epochs"], protocol["threshold"])
-             if c.other == "warm"]
-    if not found:
-        raise ValueError(f"results/{folder} has no cold and warm runs on the same seeds to compare")
-    return data, found[0]
-
-
-def _gap_text(c: Any) -> str:
-    positive = sum(p > 0 for p in c.points)
-    return (f"{_with_interval(c.accuracy, ' points')} (mean, {100 * LEVEL:.0f}% t interval), positive on "
-            f"{positive} of {len(c.points)} seeds")
-
-
-def warm_gap(fmt: str, folder: str) -> str:
-    """Per seed, the cold start's and the warm start's last-experiment accuracy and their difference.
-
-    Examples
-    --------
-    >>> print(warm_gap("md", "experiments-features-patchcnn-untuned").splitlines()[0])
-    | Seed | Cold (%) | Warm (%) | Cold − warm |
-    """
-    data, c = _cold_warm(folder)
-    last = {(r["method"], int(r["seed"])): r["test_acc"] for r in _sgd(data)
-            if r["experiment"] == data["protocol"]["num_chunks"]}
-    rows = [[str(s), f"{100 * last[('cold', s)]:.2f}", f"{100 * last[('warm', s)]:.2f}", _num(p)]
-            for s, p in zip(c.seeds, c.points, strict=True)]
-    bold = "**"
-    rows.append(["mean", f"{100 * statistics.fmean(last[('cold', s)] for s in c.seeds):.2f}",
-                 f"{100 * statistics.fmean(last[('warm', s)] for s in c.seeds):.2f}",
-                 f"{bold}{_num(c.accuracy.mean)}{bold}"])
-    capped = sorted({m for m, seeds in c.capped.items() if seeds})
-    note = (f"Cold − warm at the last experiment, {_code('results/' + folder, fmt)}: {_gap_text(c)}. "
-            + ("Neither stopped at the epoch cap." if not capped else
-               "Stopped at the epoch cap: " + ", ".join(LABELS.get(m, m) for m in capped) + "."))
-    return _table(["Seed", "Cold (%)", "Warm (%)", "Cold − warm"], rows, fmt,
-                  "Cold − warm at the last experiment, per seed") + "\n\n" + note
-
-
-def warm_gap_sentence(fmt: str, *folders: str) -> str:
-    """One line per folder: how far the cold start ends above the warm start, and on how many seeds.
-
-    Examples
-    --------
-    >>> warm_gap_sentence("md", "experiments-features-patchcnn").startswith("- `results/")
-    True
-    """
-    _check(fmt)
-    lines = []
-    for folder in folders:
-        _data, c = _cold_warm(folder)
-        seeds = ", ".join(map(str, c.seeds))
-        lines.append(f"{_code('results/' + folder, fmt)} (seeds {seeds}): cold − warm {_gap_text(c)}.")
-    return "\n".join(f"{'*' if fmt == 'rst' else '-'} {line}" for line in lines)
-
-
-def _mechanism_rows(folder: str) -> list[dict[str, Any]]:
-    path = _read_folder_file(folder, "mechanism.csv")
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for row in rows:
-        for key, value in row.items():
-            if key != "layer":
-                row[key] = float(value) if value not in ("", "None") else math.nan
-    return rows
-
-
-def _fmean(values: list[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return statistics.fmean(kept) if kept else math.nan
-
-
-def _cell(value: float, digits: int) -> str:
-    return "undefined" if math.isnan(value) else _num(value, digits)
-
-
-def mechanism_table(fmt: str, folder: str) -> str:
-    """DASH's factors against what each unit carries, per layer and stage, mean over the seeds.
-
-    Reads ``mechanism.csv`` (:mod:`.mechanism`): one row per seed, stage and layer. A rank
-    correlation that is undefined for a seed (every factor at the floor) is left out of the mean.
-
-    Examples
-    --------
-    >>> mechanism_table("md", "mechanism-features-patchcnn").splitlines()[0].split(" | ")[:3]
-    ['| Layer', 'Stage', 'Mean factor']
-    """
-    rows = _mechanism_rows(folder)
-    layers = list(dict.fromkeys(r["layer"] for r in rows))
-    stages = sorted({int(r["experiment"]) for r in rows})
-    seeds = sorted({int(r["seed"]) for r in rows})
-    header = ["Layer", "Stage", "Mean factor", "At floor (%)", "ρ(factor, feature share)",
-              "ρ(factor, rare energy)", "Factor gap"]
-    out = []
-    for layer in layers:
-        for stage in stages:
-            group = [r for r in rows if r["layer"] == layer and int(r["experiment"]) == stage]
-            units = int(group[0]["units"])
-            out.append([f"{layer} ({units} units)", str(stage), f"{_fmean([r['mean_factor'] for r in group]):.2f}",
-                        f"{100 * _fmean([r['at_floor'] for r in group]):.0f}",
-                        _cell(_fmean([r["rho_feature_share"] for r in group]), 2),
-                        _cell(_fmean([r["rho_rare_energy"] for r in group]), 2),
-                        _cell(_fmean([r["factor_gap"] for r in group]), 3)])
-    note = (f"Means over seeds {', '.join(map(str, seeds))} from {_code('results/' + folder + '/mechanism.csv', fmt)}; "
-            "a stage is the experiment at whose start DASH shrinks. *Factor gap*: the mean factor of the half of "
-            "the units with the larger feature share minus that of the other half.")
-    if fmt == "rst":
-        note = note.replace("*Factor gap*", "**Factor gap**")
-    return _table(header, out, fmt, "DASH's factors against what each unit carries") + "\n\n" + note
-
-
-def mechanism_summary(fmt: str, folder: str) -> str:
-    """Per layer, over every seed and stage of ``mechanism.csv``: the floor, ρ and the factor gap.
-
-    Examples
-    --------
-    >>> mechanism_summary("md", "mechanism-features-patchcnn").startswith("- conv1")
-    True
-    """
-    _check(fmt)
-    rows = _mechanism_rows(folder)
-    lines = []
-    for layer in dict.fromkeys(r["layer"] for r in rows):
-        group = [r for r in rows if r["layer"] == layer]
-        stages = sorted({int(r["experiment"]) for r in group})
-        floor = [100 * _fmean([r["at_floor"] for r in group if int(r["experiment"]) == s]) for s in stages]
-        rho = [r["rho_feature_share"] for r in group]
-        defined = [v for v in rho if not math.isnan(v)]
-        text = (f"{layer} ({int(group[0]['units'])} units): at the floor {min(floor):.0f}–{max(floor):.0f} % of "
-                f"the units (mean per stage); ρ(factor, feature share) ")
-        if defined:
-            text += (f"averages {_num(statistics.fmean(defined), 3)} over the {len(defined)} of {len(rho)} seed-stage "
-                     f"cases where it is defined, from {_num(min(defined))} to {_num(max(defined))}, positive in "
-                     f"{sum(v > 0 for v in defined)}")
-        else:
-            text += "is undefined in every case"
-        if len(defined) < len(rho):
-            text += f" (undefined in {len(rho) - len(defined)}, where every factor sat at the floor)"
-        gap = _fmean([r["factor_gap"] for r in group])
-        text += f"; the factor gap averages {_num(gap, 3)}, on factors between the floor and 1."
-        lines.append(text)
-    return "\n".join(f"{'*' if fmt == 'rst' else '-'} {line}" for line in lines)
-
-
-def mechanism_replay(fmt: str, folder: str, runs: str) -> str:
-    """Whether the mechanism replay's DASH runs reproduce a results folder's, test accuracy by experiment.
-
-    Examples
-    --------
-    >>> mechanism_replay("md", "mechanism-features-patchcnn", "experiments-features-patchcnn")  # doctest: +ELLIPSIS
-    "The replay's DASH test accuracy equals that of `results/experiments-features-patchcnn` at 45 of the 45 ..."
-    """
-    _check(fmt)
-    rows = _mechanism_rows(folder)
-    published = {(int(r["seed"]), int(r["experiment"])): r["test_acc"]
-                 for r in _sgd(load(runs)) if r["method"] == "dash"}
-    pairs = {(int(r["seed"]), int(r["experiment"])): r["test_acc"] for r in rows}
-    same = sum(abs(acc - published.get(key, math.nan)) < 1e-9 for key, acc in pairs.items())
-    return (f"The replay's DASH test accuracy equals that of {_code('results/' + runs, fmt)} at {same} of the "
-            f"{len(pairs)} (seed, stage) pairs of {_code('results/' + folder + '/mechanism.csv', fmt)}.")
 
 
 def _record_key(r: dict[str, Any]) -> tuple[str, str, int, int]:
@@ -805,39 +548,6 @@ def verdicts_differ(fmt: str, first: str, second: str) -> str:
             va, vb = (f"{x.steps_verdict()} ({_with_interval(x.steps, '×', signed=False)})" for x in (c, d))
         parts.append(f"DASH against {LABELS.get(c.other, c.other)}, {what}: A {va}, B {vb}")
     return f"The verdicts of {where} differ on: " + "; ".join(parts) + "; they agree on every other method."
-
-
-def reproduced(fmt: str, folder: str, tag: str, runs: str) -> str:
-    """Per method, on how many seeds an exploration run's last accuracy equals a results folder's.
-
-    The exploration file keeps accuracies in percent with two decimals, so the folder's are
-    rounded the same way before comparing.
-
-    Examples
-    --------
-    >>> reproduced("md", "exploration-features", "pd128-ns1.0-s04", "experiments-features-patchcnn")[:8]
-    'Run `pd1'
-    """
-    _check(fmt)
-    lines = [json.loads(line) for line in _read_folder_file(folder, "runs.jsonl").read_text().splitlines() if line]
-    found = [run for run in lines if run["tag"] == tag]
-    if not found:
-        raise ValueError(f"tag={tag!r} is not in results/{folder}/runs.jsonl; tags: {[r['tag'] for r in lines]}")
-    run = found[-1]
-    data = load(runs)
-    seeds = [int(s) for s in run["args"]["seeds"].split(",")]
-    last = {(r["method"], int(r["seed"])): round(100 * r["test_acc"], 2) for r in _sgd(data)
-            if r["experiment"] == data["protocol"]["num_chunks"]}
-    parts = []
-    for method, accs in run["last"].items():
-        now = [last.get((method, s)) for s in seeds]
-        same = sum(x == y for x, y in zip(accs, now, strict=True))
-        text = f"{LABELS.get(method, method)} {same} of {len(seeds)}"
-        if same < len(seeds) and None not in now:
-            text += f" (mean {statistics.fmean(accs):.2f} % then, {statistics.fmean(now):.2f} % now)"
-        parts.append(text)
-    return (f"Run {_code(tag, fmt)} against {_code('results/' + runs, fmt)}, seeds on which the last-experiment "
-            "test accuracy (to 0.01 %) is the same: " + "; ".join(parts) + ".")
 
 
 def draw_figures(folder: Path | None = None) -> list[Path]:
