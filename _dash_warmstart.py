@@ -5,7 +5,9 @@ inside the package is imported by the console script before any of our code runs
 in that time raises :class:`KeyboardInterrupt` inside torch's own import: Python's traceback at
 best; at worst the signal is lost, or a C++ exception aborts the process (all three were seen).
 This module imports nothing heavy: :func:`run` imports the command with Ctrl-C only recorded,
-then acts on it. It is not an API.
+then acts on it. It is not an API. (It cannot reuse
+``torch_dash_optim._interrupts.deferred_interrupts``: importing that imports the package, and
+so torch, which is exactly the import to hold Ctrl-C back over.)
 """
 
 from __future__ import annotations
