@@ -19,6 +19,10 @@ Modules, one role each:
 - :mod:`benchmarks.bench_step`: wrapper ``step()`` overhead.
 - :mod:`benchmarks.bench_scaling`: ``on_new_data`` time against data size and parameter count.
 - :mod:`benchmarks.bench_gpu`: zero host-device synchronisations in the gathering loop (CUDA).
+- :mod:`benchmarks.bench_diagnostics`: the plasticity diagnostics pass against a plain forward pass
+  (its own command: ``python -m benchmarks.bench_diagnostics --out results/benchmarks-cpu-diagnostics``).
+- :mod:`benchmarks.bench_import`: what ``import torch_dash_optim`` costs beyond torch (its own command:
+  ``python -m benchmarks.bench_import --label L --out results/benchmarks-import``).
 - :mod:`benchmarks.results`: result records, goals, JSON and markdown output.
 - :mod:`benchmarks.runner`: runs the sections in order.
 """

@@ -14,7 +14,12 @@ from .runner import DEFAULT_SECTIONS, SECTIONS, run_all
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments, run the benchmarks, print and write the results."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        epilog="The import time of the package beyond torch is measured on its own, in fresh interpreters: "
+        "python -m benchmarks.bench_import --label after --out results/benchmarks-import",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats: a smoke run")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7, 2 with --quick)")

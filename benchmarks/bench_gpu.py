@@ -8,7 +8,7 @@ counted with their source lines: those are the synchronisations after the loop. 
 there is one in the gathering itself, the finiteness check of the gathered direction
 (``bool(finite.all())`` in :func:`torch_dash_optim.gather._check_finite`, which decides
 whether anything may be shrunk), plus the one ``.tolist()`` that fills the report's per-parameter
-statistics (:func:`torch_dash_optim.wrapper._param_reports`).
+statistics (:func:`torch_dash_optim.report.param_reports`).
 The ratio benchmarks themselves run on CUDA through ``python -m benchmarks --device cuda``.
 """
 

@@ -29,7 +29,7 @@ from torch_dash_optim import DASHWrapper
 from torch_dash_optim import functional as F
 from torch_dash_optim.experiments.models import ResNet18
 from torch_dash_optim.gather import gather_direction
-from torch_dash_optim.skip import kept_batches, trim_loader
+from torch_dash_optim.tolerance import kept_batches, trim_loader
 
 from .config import Config
 from .results import Result, Run

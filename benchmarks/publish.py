@@ -7,14 +7,16 @@ it from the committed results folders, never from a new run:
 - ``results/benchmarks-gpu/``: ``scripts/gpu-check results/benchmarks-gpu`` on a CUDA machine
   (absent until such a run is committed; the blocks then say the figures are not yet taken).
 
-Each renderer takes ``fmt`` (``"md"`` or ``"rst"``) and returns the block's text.
+Each renderer takes ``fmt`` (``"md"`` or ``"rst"``) and returns the block's text; the tables
+and inline code are formatted by ``scripts/render/format.py``, as every other generated block.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
+
+from scripts.render.format import code, tabulate
 
 from .results import Result, Run
 
@@ -53,33 +55,16 @@ def fingerprint(folder: Path | None = None) -> str:
     return hashlib.sha256(((folder or CPU) / "results.json").read_bytes()).hexdigest()[:16]
 
 
-def _table(fmt: str, header: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int] = ()) -> str:
-    if fmt == "md":
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines)
-    out = [".. list-table::", "   :header-rows: 1"]
-    if widths:
-        out.append("   :widths: " + " ".join(map(str, widths)))
-    out.append("")
-    for row in [header, *rows]:
-        out.append(f"   * - {row[0] or ' '}".rstrip())
-        out += [f"     - {c or ' '}".rstrip() for c in row[1:]]
-    return "\n".join(out)
-
-
-def _code(fmt: str, text: str) -> str:
-    return f"`{text}`" if fmt == "md" else f"``{text}``"
-
-
 def _x(value: float, digits: int = 2) -> str:
+    """A figure with ``digits`` decimals."""
     return f"{value:.{digits}f}"
 
 
-def _verdict(r: Result, fmt: str) -> str:
+def _verdict(r: Result) -> str:
+    """Whether a figure meets its goal: ``yes``, a bold ``no``, or nothing without a goal."""
     if r.holds is None:
         return ""
-    return "yes" if r.holds else ("**no**" if fmt == "md" else "**no**")
+    return "yes" if r.holds else "**no**"
 
 
 def provenance(fmt: str, run: Run | None = None) -> str:
@@ -89,12 +74,13 @@ def provenance(fmt: str, run: Run | None = None) -> str:
     return (
         f"{m['cpu']}, {m['cpu_count']} cores shared with other jobs, torch {m['torch']} on "
         f"{m['torch_threads']} thread(s), Python {m['python']}; commit {m.get('commit', 'unknown')}; "
-        f"{_duration(run.seconds)}. Regenerate: {_code(fmt, CPU_COMMAND)}, then "
-        f"{_code(fmt, 'python scripts/published.py --write')}."
+        f"{_duration(run.seconds)}. Regenerate: {code(CPU_COMMAND, fmt)}, then "
+        f"{code('python scripts/published.py --write', fmt)}."
     )
 
 
 def _duration(seconds: float) -> str:
+    """How long the run took: seconds under two minutes, else whole minutes."""
     return f"the run took {seconds:.0f} s" if seconds < 120 else f"the run took {seconds / 60:.0f} min"
 
 
@@ -110,11 +96,11 @@ def performance_table(fmt: str) -> str:
     cases = [c for c in CASE_NAMES if any(r.key == f"gather/{c}/ratio" for r in run.results)]
     header = ["", *(_case_label(run, c) for c in cases)]
     rows = [
-        [f"{_code(fmt, 'on_new_data')} time / plain forward+backward (goal <= 1.05)"]
+        [f"{code('on_new_data', fmt)} time / plain forward+backward (goal <= 1.05)"]
         + [_x(run.get(f"gather/{c}/ratio").value) for c in cases],
-        ["authors' gathering time / " + _code(fmt, "on_new_data")]
+        ["authors' gathering time / " + code("on_new_data", fmt)]
         + [_x(run.get(f"gather/{c}/naive_over_ours").value) for c in cases],
-        [f"extra peak memory over forward+backward, {_code(fmt, 'on_new_data')}"]
+        [f"extra peak memory over forward+backward, {code('on_new_data', fmt)}"]
         + [f"{run.get(f'memory/{c}/ours').value:.2f}x" for c in cases],
         ["extra peak memory over forward+backward, authors' gathering"]
         + [f"{run.get(f'memory/{c}/naive').value:.2f}x" for c in cases],
@@ -126,8 +112,8 @@ def performance_table(fmt: str) -> str:
         except KeyError:
             step.append("")
     if any(step):
-        rows.append([f"{_code(fmt, 'step()')} wrapped / bare, SGD / Adam (goal <= 1.02)", *step])
-    text = _table(fmt, header, rows)
+        rows.append([f"{code('step()', fmt)} wrapped / bare, SGD / Adam (goal <= 1.02)", *step])
+    text = tabulate(header, rows, fmt)
     shrink = run.get("shrink/resnet18/grouped")
     speed = run.get("shrink/resnet18/loop_over_grouped")
     tols = _tols(run)
@@ -140,7 +126,7 @@ def performance_table(fmt: str) -> str:
     notes = (
         "Memory in multiples of the parameter bytes. The shrink itself (factors and in-place multiply) takes "
         f"{shrink.value / 1000:.1f} ms per million parameters of ResNet-18; a per-tensor loop takes {speed.value:.1f}x "
-        f"as long. With {_code(fmt, f'tol={float(chosen):g}')}, the gradient pass over {chunks} chunks "
+        f"as long. With {code(f'tol={float(chosen):g}', fmt)}, the gradient pass over {chunks} chunks "
         f"(one batch per chunk, the last experiment of the paper's protocol; {model}) "
         f"takes {tol.value:.2f}x the exact pass's time, and no factor moves by more than {tol_diff.value:.1g}. "
         f"Measured on {provenance(fmt, run)}"
@@ -159,7 +145,7 @@ def summary_table(fmt: str) -> str:
         "sgd": "SGD",
         "adam": "Adam",
     }
-    ond, step = _code(fmt, "on_new_data"), _code(fmt, "step()")
+    ond, step = code("on_new_data", fmt), code("step()", fmt)
     groups = [
         (f"time of {ond} / plain forward+backward", "gather/", "/ratio", "{:.2f}"),
         (f"extra peak memory of {ond}, in parameter bytes", "memory/", "/ours", "{:.2f}x"),
@@ -183,7 +169,7 @@ def summary_table(fmt: str) -> str:
         holds = all(bool(r.holds) for r in found)
         goal = found[0].goal
         rows.append([label, goal, ", ".join(cells), "yes" if holds else "**no**"])
-    return _table(fmt, ["goal", "target", "measured", "holds"], rows, (34, 10, 46, 8))
+    return tabulate(["goal", "target", "measured", "holds"], rows, fmt, widths=(34, 10, 46, 8))
 
 
 def all_results(fmt: str) -> str:
@@ -202,7 +188,7 @@ def tol_table(fmt: str) -> str:
         diff = run.get(f"tol/{t}/max_factor_diff")
         rows.append(
             [
-                _code(fmt, f"tol={t}"),
+                code(f"tol={t}", fmt),
                 f"{int(run.get(f'tol/{t}/skipped').value)}",
                 _x(run.get(f"tol/{t}/ratio").value),
                 f"{diff.value:.2g}",
@@ -211,8 +197,7 @@ def tol_table(fmt: str) -> str:
             ]
         )
     setting = exact.name.removeprefix("exact on_new_data, ")
-    text = _table(
-        fmt,
+    text = tabulate(
         [
             "tol",
             "batches skipped",
@@ -222,7 +207,8 @@ def tol_table(fmt: str) -> str:
             "passes saved, whole protocol",
         ],
         rows,
-        (12, 14, 12, 16, 16, 18),
+        fmt,
+        widths=(12, 14, 12, 16, 16, 18),
     )
     return (
         f"{text}\n\n{setting}; exact pass {exact.value:.2f} s of CPU time ({exact.note}). "
@@ -242,7 +228,7 @@ def figure_caption(fmt: str) -> str:
     return (
         "Time of one gradient pass, as a multiple of a plain forward and backward pass over the same "
         f"data, for ours and the authors' gathering (CPU, torch {run.machine['torch']}). Drawn by "
-        f"{_code(fmt, 'python -m benchmarks.plot')} from results/benchmarks-cpu (data {fingerprint()})."
+        f"{code('python -m benchmarks.plot', fmt)} from results/benchmarks-cpu (data {fingerprint()})."
     )
 
 
@@ -251,25 +237,25 @@ def gpu_table(fmt: str) -> str:
     if not (GPU / "results.json").exists():
         return (
             "GPU figures: **not yet taken** (no GPU was available to the project so far). "
-            f"{_code(fmt, GPU_COMMAND)} takes them in one run of under 8 minutes on one GPU."
+            f"{code(GPU_COMMAND, fmt)} takes them in one run of under 8 minutes on one GPU."
         )
     run = Run.load(GPU)
     if run.machine.get("dry_run"):
         raise ValueError(f"{GPU} holds a dry run (scripts/gpu-check --dry-run): a dry run cannot be published")
-    rows = [[r.name, f"{r.value:.3g}", r.unit, r.goal, _verdict(r, fmt), r.note] for r in run.results]
+    rows = [[r.name, f"{r.value:.3g}", r.unit, r.goal, _verdict(r), r.note] for r in run.results]
     m = run.machine
     head = f"{m.get('gpu', 'GPU')}, CUDA {m.get('cuda')}, torch {m['torch']}, commit {m.get('commit')}: "
     return (
         head
-        + _code(fmt, run.command)
+        + code(run.command, fmt)
         + "\n\n"
-        + _table(fmt, ["figure", "value", "unit", "goal", "holds", "note"], rows, (40, 10, 10, 8, 6, 26))
+        + tabulate(["figure", "value", "unit", "goal", "holds", "note"], rows, fmt, widths=(40, 10, 10, 8, 6, 26))
     )
 
 
 def gpu_line(fmt: str) -> str:
     """One README line on the GPU figures: how to take them, or the headline ones once taken."""
-    how = f"{_code(fmt, GPU_COMMAND)} takes every GPU figure in one run (under 8 minutes on one GPU)"
+    how = f"{code(GPU_COMMAND, fmt)} takes every GPU figure in one run (under 8 minutes on one GPU)"
     if not (GPU / "results.json").exists():
         return f"GPU figures: not yet taken; {how}."
     run = Run.load(GPU)

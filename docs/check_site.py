@@ -15,7 +15,7 @@ scrolls on its own: those do not widen the page. The site is copied to a tempora
 a small script is added to each copy's pages to report the width; the build is not changed.
 
 Exit status 0 when everything passes, 1 otherwise (each problem is printed). The test suite
-runs the same checks (``tests/test_docs.py``); its width test is skipped where Chromium is not
+runs the same checks (``tests/repository/test_docs.py``); its width test is skipped where Chromium is not
 installed, except under ``DASH_REQUIRE_BROWSER=1`` (CI), where that is a failure. Set
 ``DASH_CHROMIUM`` to use another Chromium executable.
 """

@@ -140,7 +140,7 @@ napoleon_use_ivar = False  # "Attributes" become attribute entries that :attr: c
 # ``-b doctest`` runs the examples of the narrative pages and of every docstring that autodoc
 # pulls in (pytest --doctest-modules runs the docstrings too). There is no global setup: every
 # block of a narrative page imports and builds what it uses, in its own group, so that it runs
-# as a reader pastes it (tests/test_docs_snippets.py runs each alone, too). The docstring examples
+# as a reader pastes it (tests/repository/test_docs_snippets.py runs each alone, too). The docstring examples
 # of the API pages are shown with the imports they need (_show_example_imports, below); an API
 # page's testsetup only seeds torch, as pytest does.
 doctest_default_flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | doctest.DONT_ACCEPT_TRUE_FOR_1
@@ -260,38 +260,24 @@ def _changelog_directive() -> type:
 def _exports_directive() -> type:
     import inspect
 
-    from docutils.parsers.rst import directives
     from docutils.statemachine import StringList
     from sphinx.util.docutils import SphinxDirective
     from sphinx.util.parsing import nested_parse_to_nodes
 
     def row(name: str) -> tuple[str, str]:
         obj = getattr(torch_dash_optim, name)
-        if inspect.ismodule(obj):
-            return f":mod:`~{obj.__name__}`", (inspect.getdoc(obj) or "").splitlines()[0]
-        if name == "__version__":
-            return ":data:`~torch_dash_optim.__version__`", "The version of the package."
         role = "exc" if inspect.isclass(obj) and issubclass(obj, BaseException) else "class"
         role = role if inspect.isclass(obj) else "func"
         return f":{role}:`~torch_dash_optim.{name}`", (inspect.getdoc(obj) or "").splitlines()[0]
 
     class Exports(SphinxDirective):
-        """``.. dash-exports::``: a table of ``torch_dash_optim.__all__`` with one-line summaries.
-
-        ``:objects-only:`` leaves out the submodules and ``__version__``.
-        """
-
-        option_spec = {"objects-only": directives.flag}
+        """``.. dash-exports::``: a table of ``torch_dash_optim.__all__`` (its classes and functions), with
+        one-line summaries."""
 
         def run(self) -> list:
             first = ["DASHWrapper", "DASHConfig", "DASHReport", "ParamReport", "SAM"]  # the rest: __all__'s order
-            ordered = [n for n in first if n in torch_dash_optim.__all__]
-            ordered += [n for n in torch_dash_optim.__all__ if n not in first]
-            names = [
-                n for n in ordered
-                if "objects-only" not in self.options
-                or not (inspect.ismodule(getattr(torch_dash_optim, n)) or n == "__version__")
-            ]  # fmt: skip
+            names = [n for n in first if n in torch_dash_optim.__all__]
+            names += [n for n in torch_dash_optim.__all__ if n not in first]
             lines = [".. list-table::", "   :widths: 35 65", ""]
             for name in names:
                 ref, summary = row(name)
@@ -326,7 +312,7 @@ def _break_names_after_dots(app: object, pagename: str, templatename: str, conte
 
 # -- the imports of the docstring examples ------------------------------------------------------
 # pytest runs a docstring's examples in its module's namespace, with ``torch`` added
-# (torch_dash_optim/conftest.py), so the examples in the source do not import what they use. A
+# (the repository's conftest.py), so the examples in the source do not import what they use. A
 # reader who copies one from an API page has neither: the page shows each docstring's examples
 # with the imports they need added in front (``import torch``, ``from torch_dash_optim import
 # DASHWrapper``...), and the doctest build runs them as shown.
@@ -393,10 +379,10 @@ def _show_example_imports(app: object, what: str, name: str, obj: object, option
 
 # -- "[docs]" links of the highlighted sources ---------------------------------------------------
 # viewcode links each object of a module's source page back to where it is documented, as
-# page#<prefix>.<name>, with one prefix per module. An object documented twice, under its
-# re-exported name (torch_dash_optim.sam_amp_step, on api/sam_amp_step) and under its module
-# (torch_dash_optim.amp.sam_amp_step, on api/modules/amp), can then get the page of one and the
-# prefix of the other: a dead anchor. Rewrite each such link to a name that is documented: the
+# page#<prefix>.<name>, with one prefix per module. An object documented under its re-exported
+# name (torch_dash_optim.find_dash, on api/find_dash) while its module is documented elsewhere
+# (torch_dash_optim.wrapper, on api/modules/core) can then get the page of one and the prefix of
+# the other: a dead anchor. Rewrite each such link to a name that is documented: the
 # one on the linked page if there is one, else the module's or a parent package's.
 def _mend_viewcode_backlinks(app: object, pagename: str, templatename: str, context: dict, doctree: object) -> None:
     import posixpath
@@ -476,5 +462,5 @@ def setup(app: object) -> None:
     with mock(autodoc_mock_imports):  # the integration modules import their frameworks
         for info in pkgutil.walk_packages(torch_dash_optim.__path__, "torch_dash_optim."):
             leaf = info.name.rsplit(".", 1)[-1]
-            if not leaf.startswith("_") and leaf != "conftest":  # conftest needs pytest
+            if not leaf.startswith("_"):
                 _evaluate_constructor_hints(importlib.import_module(info.name))

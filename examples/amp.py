@@ -5,7 +5,7 @@ bfloat16 autocast (the CPU GradScaler still runs, to show the calls)::
 
     python examples/amp.py            # DASHWrapper(SGD) with scaler.step(opt)
     python examples/amp.py --sam      # DASHWrapper(SAM) with torch_dash_optim.amp.sam_amp_step
-    python examples/amp.py --tiny     # the smoke test run by tests/test_examples.py
+    python examples/amp.py --tiny     # the smoke test run by tests/repository/test_examples.py
 
 The rules: always pass the *wrapper* to every GradScaler call (``scale``/``unscale_``/
 ``step``); and for SAM, use ``sam_amp_step``, which unscales before each of the two steps and

@@ -1,7 +1,7 @@
 """DASH with DistributedDataParallel: run with torchrun, e.g. on a CPU with gloo::
 
     torchrun --nproc_per_node=2 examples/ddp.py            # nccl on GPUs, gloo on CPUs
-    torchrun --nproc_per_node=2 examples/ddp.py --tiny     # the smoke test of tests/test_examples.py
+    torchrun --nproc_per_node=2 examples/ddp.py --tiny     # the smoke test of tests/repository/test_examples.py
 
 Each rank gathers the DASH direction over its own DistributedSampler shard of the data seen
 so far, with no all-reduce per batch (``no_sync``), then the direction is averaged over the

@@ -4,7 +4,7 @@ Each time a chunk of new data arrives, call ``opt.on_new_data(loader)`` with a l
 *all data seen so far, new data last* (no shuffling), then train on the grown data as usual::
 
     python examples/train_loop.py            # a few seconds on a CPU
-    python examples/train_loop.py --tiny     # the smoke test run by tests/test_examples.py
+    python examples/train_loop.py --tiny     # the smoke test run by tests/repository/test_examples.py
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ result files, and the format to render::
     ...rendered text...
     <!-- end generated -->
 
-    .. generated: torch_dash_optim.experiments.publish:table rst      (reST comment)
+    .. generated: scripts.render.experiments:table rst      (reST comment)
 
     ...rendered text...
 
@@ -18,17 +18,20 @@ result files, and the format to render::
 The renderer is ``module:function``, imported with the repository root on ``sys.path`` and
 called as ``function(fmt, *args)`` with ``fmt`` either ``"md"`` or ``"rst"`` and ``args`` the
 words that follow the format on the marker line, if any (for example the results folder a
-table reads: ``<!-- generated: torch_dash_optim.experiments.publish:table md
+table reads: ``<!-- generated: scripts.render.experiments:table md
 experiments-mnist1d-cnn1d -->``); it returns the block's text (it reads the committed files
-under ``results/``; it never runs an experiment).
+under ``results/``; it never runs an experiment). The renderers are repository tooling, never
+part of the installed package: ``scripts/render/`` (the experiments, with the formatting every
+renderer shares in ``scripts/render/format.py``), ``benchmarks/publish.py`` (the benchmark
+figures) and ``scripts/install_sizes.py`` (the install sizes).
 
 Usage::
 
     python scripts/published.py --write   # re-render every block in place
     python scripts/published.py --check   # exit 1 and show a diff if any block is stale
 
-``tests/test_published.py`` runs the check, so a table that differs from its results files
-fails the suite.
+``tests/repository/test_published.py`` runs the check, so a table that differs from its results
+files fails the suite.
 """
 
 from __future__ import annotations
@@ -123,6 +126,7 @@ def write(root: Path = ROOT) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``--write`` re-renders every block; ``--check`` prints the diff of each stale block and returns 1."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="re-render every generated block in place")

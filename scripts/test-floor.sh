@@ -12,5 +12,5 @@ python3 -m venv .venv-floor
 # The core: everything but the experiment harness, the docs (and their snippets), the examples, the benchmarks and
 # the integrations (each needs an extra).
 .venv-floor/bin/python -m pytest -q -p no:cacheprovider -o addopts="-ra" tests \
-    --ignore=tests/experiments --ignore=tests/integrations --ignore=tests/test_docs.py \
-    --ignore=tests/test_examples.py --ignore=tests/test_benchmarks_smoke.py --ignore=tests/test_docs_snippets.py
+    --ignore=tests/experiments --ignore=tests/integrations --ignore=tests/repository/test_docs.py \
+    --ignore=tests/repository/test_examples.py --ignore=tests/repository/test_benchmarks_smoke.py --ignore=tests/repository/test_docs_snippets.py

@@ -13,7 +13,7 @@ from hypothesis import given, settings, target
 from torch import nn
 
 from torch_dash_optim import functional as F
-from torch_dash_optim import gather_direction
+from torch_dash_optim.gather import gather_direction
 
 #: Mostly contiguous float32 tensors, which take the grouped fast path; the rest fall back.
 FAST_DTYPES = (torch.float32, torch.float32, torch.float32, torch.float64, torch.bfloat16)

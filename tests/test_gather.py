@@ -7,8 +7,8 @@ import torch
 from _snapshot import assert_unchanged, snapshot
 from torch import nn
 
-from torch_dash_optim import NonFiniteGradientError, gather_direction
-from torch_dash_optim.gather import move_to_device
+from torch_dash_optim import NonFiniteGradientError
+from torch_dash_optim.gather import gather_direction, move_to_device
 
 
 def _setup(seed: int = 0):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -141,6 +143,22 @@ def test_bad_arguments_are_refused():
         SAM(model.parameters(), torch.optim.SGD(model.parameters(), lr=0.1), lr=0.1)
     with pytest.raises(TypeError, match="adaptive must be True or False"):
         SAM(model.parameters(), torch.optim.SGD, adaptive="yes", lr=0.1)
+
+
+@pytest.mark.parametrize("rho", [np.float32(0.5), np.float64(0.1), np.int64(2)])
+def test_numpy_rho_is_accepted_and_kept_as_a_float(rho):
+    opt = SAM(nn.Linear(2, 2).parameters(), torch.optim.SGD, rho=rho, lr=0.1)
+    opt.add_param_group({"params": [nn.Parameter(torch.ones(2))], "rho": rho})
+    assert [type(g["rho"]) for g in opt.param_groups] == [float, float]
+    assert [g["rho"] for g in opt.param_groups] == [float(rho)] * 2 == [opt.defaults["rho"]] * 2
+
+
+@pytest.mark.parametrize("rho", [True, "0.05", None])
+def test_a_rho_that_is_not_a_number_is_refused_naming_its_type(rho):
+    with pytest.raises(TypeError, match=rf"rho must be a number in \[0, inf\); got {re.escape(repr(rho))} of type"):
+        SAM(nn.Linear(2, 2).parameters(), torch.optim.SGD, rho=rho, lr=0.1)
+    with pytest.raises(TypeError, match=r"param group 0: rho must be a number"):
+        SAM([{"params": nn.Linear(2, 2).parameters(), "rho": rho}], torch.optim.SGD, lr=0.1)
 
 
 def test_inside_dash_wrapper_in_both_styles():

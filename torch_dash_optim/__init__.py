@@ -2,24 +2,31 @@
 
 >>> from torch_dash_optim import DASHWrapper, SAM
 
-Layers, from the bottom: :mod:`~torch_dash_optim.functional` (pure tensor math),
-:mod:`~torch_dash_optim.selection` (which parameters, which units),
-:mod:`~torch_dash_optim.gather` (the gradient pass), :mod:`~torch_dash_optim.state_policy`,
-:mod:`~torch_dash_optim.wrapper` (:class:`DASHWrapper`), :mod:`~torch_dash_optim.sam`,
-:mod:`~torch_dash_optim.amp`, :mod:`~torch_dash_optim.distributed` and
-:mod:`~torch_dash_optim.baselines`. :func:`on_new_data` and :func:`find_dash`
-(:mod:`~torch_dash_optim.chain`) reach the wrapper through framework proxies. The experiment
+The package exports what a training script needs: :class:`DASHWrapper` (with its
+:class:`DASHConfig`), what it reports (:class:`DASHReport`, :class:`ParamReport`), the
+error of a non-finite gradient (:class:`NonFiniteGradientError`), :class:`SAM`, and
+:func:`on_new_data` and :func:`find_dash`, which reach the wrapper through framework proxies.
+
+The layers under the wrapper are public modules too, imported when first used
+(``torch_dash_optim.functional`` works after ``import torch_dash_optim``), from the bottom:
+:mod:`~torch_dash_optim.functional` (pure tensor math), :mod:`~torch_dash_optim.selection`
+(which parameters, which units), :mod:`~torch_dash_optim.gather` (the gradient pass),
+:mod:`~torch_dash_optim.tolerance` (``tol=``), :mod:`~torch_dash_optim.state_policy`,
+:mod:`~torch_dash_optim.wrapper`, :mod:`~torch_dash_optim.sam`, :mod:`~torch_dash_optim.amp`,
+:mod:`~torch_dash_optim.distributed` and :mod:`~torch_dash_optim.baselines`. The experiment
 harness, :mod:`torch_dash_optim.experiments`, and the framework integrations,
-:mod:`torch_dash_optim.integrations`, are imported on demand (they need their extras).
+:mod:`torch_dash_optim.integrations`, need their extras.
 """
 
-from . import amp, baselines, chain, distributed, functional, selection, state_policy
-from .amp import sam_amp_step
-from .chain import find_dash, on_new_data
-from .gather import NonFiniteGradientError, gather_direction
+import importlib as _importlib
+from typing import Any as _Any
+
+from ._deprecation import resolve as _resolve
+from ._deprecation import warn_moved as _warn_moved
+from .gather import NonFiniteGradientError
 from .report import DASHReport, ParamReport
 from .sam import SAM
-from .wrapper import DASHConfig, DASHWrapper
+from .wrapper import DASHConfig, DASHWrapper, find_dash, on_new_data
 
 __version__ = "0.2.0"
 
@@ -30,16 +37,48 @@ __all__ = [
     "NonFiniteGradientError",
     "ParamReport",
     "SAM",
-    "__version__",
-    "amp",
-    "baselines",
-    "chain",
-    "distributed",
     "find_dash",
-    "functional",
-    "gather_direction",
     "on_new_data",
-    "sam_amp_step",
-    "selection",
-    "state_policy",
 ]
+
+# Submodules imported on first use, as attributes of the package; the deprecated ones are left out of dir().
+_SUBMODULES = frozenset(
+    {
+        "amp",
+        "baselines",
+        "diagnostics",
+        "distributed",
+        "experiments",
+        "functional",
+        "gather",
+        "integrations",
+        "report",
+        "sam",
+        "selection",
+        "state_policy",
+        "tolerance",
+        "wrapper",
+    }
+)
+_DEPRECATED_SUBMODULES = frozenset({"chain", "skip"})
+
+# Names the package exported until version 0.2.0, served from their modules until 0.4.0.
+_MOVED = {
+    "gather_direction": "torch_dash_optim.gather.gather_direction",
+    "sam_amp_step": "torch_dash_optim.amp.sam_amp_step",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    """Import a submodule on first use; serve a moved name with a DeprecationWarning."""
+    if name in _SUBMODULES or name in _DEPRECATED_SUBMODULES:
+        return _importlib.import_module(f"{__name__}.{name}")
+    if name in _MOVED:
+        _warn_moved(f"{__name__}.{name}", _MOVED[name])
+        return _resolve(_MOVED[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The package's names and its submodules, imported or not (the deprecated ones left out)."""
+    return sorted(({*globals()} | _SUBMODULES) - _DEPRECATED_SUBMODULES)

@@ -12,35 +12,11 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
+from torch import nn
+
 
 def check_real(name: str, value: Any, interval: str) -> float:
-    """Return ``value`` as a float if it is a real scalar (not a bool), else raise TypeError.
-
-    Parameters
-    ----------
-    name:
-        The argument's name, for the message.
-    value:
-        The value to check.
-    interval:
-        The accepted interval, for the message (e.g. ``"[0, 1]"``).
-
-    Returns
-    -------
-    float
-        ``float(value)``.
-
-    Raises
-    ------
-    TypeError
-        If ``value`` is a bool or not a real scalar.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> check_real("tol", np.float32(0.5), "[0, 1)")
-    0.5
-    """
+    """Return ``value`` as a float if it is a real scalar (not a bool), else raise TypeError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number in {interval}; got {value!r} of type {type(value).__name__}")
     return float(value)
@@ -81,3 +57,17 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False; got {value!r}")
     return value
+
+
+def check_losses(loss_fn: Any, batch_loss: Any) -> None:
+    """Refuse two losses at once, a loss that is not callable, and a loss class given for an instance."""
+    if loss_fn is not None and batch_loss is not None:
+        raise ValueError("give loss_fn (criterion(outputs, targets)) or batch_loss (fn(model, batch)), not both")
+    for name, fn in (("loss_fn", loss_fn), ("batch_loss", batch_loss)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable; got {type(fn).__name__}")
+        if isinstance(fn, type) and issubclass(fn, nn.Module):
+            raise TypeError(
+                f"{name} is the class {fn.__name__}, not an instance of it; pass {fn.__name__}() "
+                f"(e.g. {name}=torch.nn.{fn.__name__}())"
+            )

@@ -140,13 +140,10 @@ class DelegatingOptimizer(Optimizer):
 
 @contextlib.contextmanager
 def _global_hooks_silenced() -> Iterator[None]:
-    """Swap torch's global step-hook tables for empty ones; put them back (merged) on exit.
-
-    The wrapper has fired the global hooks itself, with itself as argument; the inner
-    optimizer's patched ``step`` must not fire them again. Not thread-safe, like every global
-    hook table of torch: another thread's optimizer stepping inside this window would not see
-    the global hooks. A hook registered inside the window is kept.
-    """
+    """Swap torch's global step-hook tables for empty ones; put them back, with any hook added meanwhile, on exit."""
+    # The wrapper fired the global hooks itself; the inner optimizer's patched step must not fire
+    # them again. Not thread-safe, like torch's global tables: another thread's optimizer stepping
+    # inside this window would not see the global hooks.
     mod = _optimizer_module
     pre, post = mod._global_optimizer_pre_hooks, mod._global_optimizer_post_hooks
     if not pre and not post:  # the usual case: nothing to hide

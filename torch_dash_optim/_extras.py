@@ -13,21 +13,5 @@ REPOSITORY = "https://github.com/torch-dash-optim/torch-dash-optim"
 
 
 def install_hint(extra: str) -> str:
-    """The commands that install ``extra``, for an error message.
-
-    Parameters
-    ----------
-    extra:
-        The name of the extra in pyproject.toml, e.g. ``"lightning"``.
-
-    Returns
-    -------
-    str
-        Both ways to install it: from a clone, or from the repository.
-
-    Examples
-    --------
-    >>> print(install_hint("lightning"))
-    pip install -e ".[lightning]" (in a clone), or pip install "torch-dash-optim[lightning] @ git+https://github.com/torch-dash-optim/torch-dash-optim"
-    """
+    """The commands that install ``extra`` (a name in pyproject.toml), from a clone or from the repository."""
     return f'pip install -e ".[{extra}]" (in a clone), or pip install "torch-dash-optim[{extra}] @ git+{REPOSITORY}"'

@@ -18,18 +18,9 @@ from typing import Any
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[list[Any]]:
-    """Delay SIGINT until the block is done, then deliver it as the previous handler would.
+    """Record SIGINT inside the block and deliver it after, as the previous handler would (main thread only).
 
-    A SIGINT received inside the block is recorded, not acted on. After the block, the previous
-    handler is put back and, if a SIGINT came, it is delivered: a Python handler is called (the
-    default one raises :class:`KeyboardInterrupt`), ``SIG_IGN`` ignores it, and ``SIG_DFL``
-    re-raises the signal. Only the main thread receives signals; elsewhere this does nothing.
-
-    Yields
-    ------
-    list
-        The SIGINTs received so far, one entry each: a long block can poll it and stop early
-        (clearing it first, so that the stop is not delivered a second time on leaving).
+    Yields the list of SIGINTs received so far: a long block may poll it, and clear it to stop early.
     """
     received: list[Any] = []
     if threading.current_thread() is not threading.main_thread():
@@ -46,13 +37,10 @@ def deferred_interrupts() -> Iterator[list[Any]]:
 
 @contextlib.contextmanager
 def sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread inside; processes started here inherit the block.
-
-    A process spawned inside starts with SIGINT blocked, so a Ctrl-C sent to the whole process
-    group (what a terminal does) cannot kill it in its start-up, before it can choose to ignore
-    the signal. A SIGINT that arrives inside is held and goes to the handler on leaving. Where
-    ``signal.pthread_sigmask`` does not exist, or outside the main thread, this does nothing.
-    """
+    """Block SIGINT in this (main) thread inside, so that processes spawned here start with it blocked."""
+    # A Ctrl-C sent to the whole process group (what a terminal does) then cannot kill a child in
+    # its start-up, before it can choose to ignore the signal. A SIGINT arriving inside is held and
+    # goes to the handler on leaving. Without signal.pthread_sigmask this does nothing.
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return

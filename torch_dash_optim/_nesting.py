@@ -39,15 +39,7 @@ def _is_optimizer_like(value: Any) -> bool:
 
 
 def optimizer_chain(optimizer: Any) -> list[Any]:
-    """Return ``optimizer`` and every optimizer nested in it, outermost first, each once.
-
-    Examples
-    --------
-    >>> from torch_dash_optim import SAM
-    >>> sam = SAM([torch.nn.Parameter(torch.ones(2))], torch.optim.SGD, lr=0.1)
-    >>> [type(o).__name__ for o in optimizer_chain(sam)]
-    ['SAM', 'SGD']
-    """
+    """``optimizer`` and every optimizer nested in it (under :data:`INNER_ATTRIBUTES`), outermost first, each once."""
     chain: list[Any] = []
     seen: set[int] = set()
     todo = [optimizer]
@@ -70,8 +62,7 @@ def optimizer_chain(optimizer: Any) -> list[Any]:
 def state_mappings(optimizer: Any) -> list[tuple[Any, Mapping[Any, Any]]]:
     """``(owner, state)`` for every distinct ``state`` mapping in the chain, outermost first.
 
-    A wrapper whose ``state`` reads through to the optimizer it wraps yields that mapping
-    once, owned by the innermost optimizer that holds it (the one whose ``step`` uses it).
+    A mapping that wrappers read through to is owned by the innermost optimizer that holds it.
     """
     found: dict[int, tuple[Any, Mapping[Any, Any]]] = {}
     for owner in optimizer_chain(optimizer):
@@ -92,17 +83,11 @@ def describe(chain: list[Any]) -> str:
 def schedule_free_in_eval(optimizer: Any) -> list[Any]:
     """The schedule-free optimizers in ``optimizer``'s chain that are in eval mode with state.
 
-    A schedule-free optimizer (Defazio et al.'s ``schedulefree`` package) in eval mode holds the
-    averaged point :math:`x` in the parameters instead of the training point :math:`y`; its
-    ``train()`` and ``eval()`` move between them. It is recognised by ``train``/``eval``
-    methods, a ``train_mode`` flag (in its param groups, or on itself for its wrapper) that is
-    false everywhere, and a ``z`` sequence in its state (without state, :math:`x = y`).
-
-    Examples
-    --------
-    >>> schedule_free_in_eval(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1))
-    []
+    In eval mode they hold the averaged point x in the parameters, not the training point y.
     """
+    # Recognised by train()/eval() methods, a train_mode flag (in the param groups, or on the
+    # object for schedulefree's wrapper) that is false everywhere, and a "z" sequence in the state
+    # (without state, x = y).
     found = []
     for obj in optimizer_chain(optimizer):
         cls = type(obj)

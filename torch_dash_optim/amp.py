@@ -22,17 +22,17 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ._nesting import optimizer_chain
 from .sam import SAM
 
 __all__ = ["grads_finite", "sam_amp_step"]
 
 
 def _find_sam(optimizer: Optimizer) -> SAM:
-    inner: object = optimizer
-    for _ in range(8):
+    """The SAM inside ``optimizer`` (or ``optimizer`` itself), or a TypeError."""
+    for inner in optimizer_chain(optimizer):
         if isinstance(inner, SAM):
             return inner
-        inner = getattr(inner, "__dict__", {}).get("_inner")
     raise TypeError(
         f"sam_amp_step needs a SAM optimizer (or a DASHWrapper around one); got {type(optimizer).__name__}. "
         "For other optimizers use scaler.step(opt) directly"

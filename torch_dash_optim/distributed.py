@@ -2,7 +2,7 @@ r"""DASH under ``torch.distributed``: DDP replicas and FSDP2 (``fully_shard``) s
 
 **DDP.** Each rank gathers its own direction over its own shard of the data, inside
 ``model.no_sync()`` (no all-reduce per batch), and the directions are then averaged over the
-ranks once (:func:`~torch_dash_optim.gather_direction` with ``sync=True``). Because the
+ranks once (:func:`~torch_dash_optim.gather.gather_direction` with ``sync=True``). Because the
 EMA is linear, the average of the ranks' EMAs is the EMA of the rank-averaged batch
 gradients, i.e. the gradient of the loss on the union of the ranks' ``i``-th batches. Every
 rank then holds the same direction and computes the same factors, so the replicas stay
@@ -14,8 +14,10 @@ pass, as it does in training, so the direction needs no further reduction. Units
 within a row (a Linear row, a Conv ``(out, in)`` kernel slice or output filter) are whole on
 one rank, and their factors are computed locally. Units that span the sharded dimension (a
 bias vector, or any weight under ``granularity="tensor"``) need the dot product and the two
-squared norms summed over the shards: :func:`dash_factors` does that with one all-reduce of
-three numbers per such parameter, so every rank gets the same factor.
+squared norms summed over the shards: :func:`sharded_dash_factors` does that with one
+all-reduce of three numbers per such parameter, so every rank gets the same factor.
+:func:`sharded_dash_factors_many` is what the wrapper calls: plain tensors in one grouped call
+(:func:`~torch_dash_optim.functional.dash_factors_many`), DTensor shards one by one.
 
 Nothing here needs a GPU; both paths are tested with the gloo backend on CPU.
 """
@@ -29,8 +31,12 @@ import torch
 from torch import Tensor
 
 from . import functional as F
+from ._deprecation import moved_names
 
-__all__ = ["check_model", "dash_factors", "is_dtensor", "local_tensor"]
+__all__ = ["check_model", "is_dtensor", "local_tensor", "sharded_dash_factors", "sharded_dash_factors_many"]
+
+# The former name of sharded_dash_factors, until version 0.4.0.
+__getattr__ = moved_names(__name__, {"dash_factors": "torch_dash_optim.distributed.sharded_dash_factors"})
 
 
 def _dtensor_type() -> type | None:
@@ -123,7 +129,7 @@ def check_model(model: Any) -> None:
         )
 
 
-def dash_factors(
+def sharded_dash_factors(
     weight: Tensor, direction: Tensor, dims: Sequence[int], lambd: float, eps: float = F.COSINE_EPS
 ) -> Tensor:
     r"""DASH factors for a plain tensor or a DTensor shard, identical on every rank.
@@ -160,7 +166,7 @@ def dash_factors(
     Examples
     --------
     >>> w = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
-    >>> dash_factors(w, torch.tensor([[2.0, 2.0], [-1.0, 1.0]]), (1,), 0.3).flatten().tolist()
+    >>> sharded_dash_factors(w, torch.tensor([[2.0, 2.0], [-1.0, 1.0]]), (1,), 0.3).flatten().tolist()
     [1.0, 0.30000001192092896]
     """
     if not is_dtensor(weight):
@@ -201,3 +207,63 @@ def dash_factors(
     dot, nw2, nd2 = sums.unbind(0)
     cos = dot / (nw2.sqrt().clamp_min(eps) * nd2.sqrt().clamp_min(eps))
     return cos.clamp(min=lambd, max=1.0)
+
+
+def sharded_dash_factors_many(
+    weights: Sequence[Tensor],
+    directions: Sequence[Tensor],
+    dims: Sequence[Sequence[int]],
+    lambds: Sequence[float],
+    eps: float = F.COSINE_EPS,
+) -> list[Tensor]:
+    """DASH factors of many tensors, plain tensors and DTensor shards alike, identical on every rank.
+
+    Plain tensors go through one grouped call of
+    :func:`~torch_dash_optim.functional.dash_factors_many`; DTensor shards through
+    :func:`sharded_dash_factors`, one by one (each may need its all-reduce).
+
+    Parameters
+    ----------
+    weights, directions:
+        The parameters and their gathered directions (same kinds and shapes, pairwise).
+    dims:
+        Dimensions reduced per unit, one tuple per tensor (see
+        :func:`torch_dash_optim.functional.unit_dims`).
+    lambds:
+        The floor of each tensor's factors.
+    eps:
+        Lower clamp of each norm.
+
+    Returns
+    -------
+    list of Tensor
+        float32 factors in ``[lambd, 1]``, in the order of ``weights``; each broadcasts against
+        its tensor (a DTensor's local shard).
+
+    Examples
+    --------
+    >>> w = [torch.tensor([[1.0, 1.0], [1.0, -1.0]]), torch.tensor([2.0, 0.0])]
+    >>> d = [torch.tensor([[2.0, 2.0], [-1.0, 1.0]]), torch.tensor([1.0, 1.0])]
+    >>> [f.flatten().tolist() for f in sharded_dash_factors_many(w, d, [(1,), (0,)], [0.3, 0.3])]
+    [[1.0, 0.30000001192092896], [0.7071067690849304]]
+    """
+    n = len(weights)
+    if len(directions) != n or len(dims) != n:
+        raise ValueError(f"got {n} weights, {len(directions)} directions and {len(dims)} dims")
+    if len(lambds) != n:
+        raise ValueError(f"got {n} weights but {len(lambds)} lambds")
+    out: list[Tensor | None] = [None] * n
+    plain = [i for i, w in enumerate(weights) if not is_dtensor(w)]
+    grouped = F.dash_factors_many(
+        [weights[i] for i in plain],
+        [directions[i] for i in plain],
+        [dims[i] for i in plain],
+        [lambds[i] for i in plain],
+        eps,
+    )
+    for i, f in zip(plain, grouped, strict=True):
+        out[i] = f
+    for i in range(n):
+        if out[i] is None:
+            out[i] = sharded_dash_factors(weights[i], directions[i], dims[i], lambds[i], eps)
+    return out  # type: ignore[return-value]

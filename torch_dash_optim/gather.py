@@ -142,12 +142,9 @@ _RENORMING = (nn.Embedding, nn.EmbeddingBag)
 
 @contextlib.contextmanager
 def _preserved(model: nn.Module | None, trainable: Sequence[Tensor], train_mode: bool) -> Iterator[None]:
-    """Set grads aside and the model's mode; restore grads, modes, buffers and weights on exit.
-
-    Buffers are restored by rebinding each module's buffer dictionary to the tensors it held
-    (a forward may rebind ``self.count = self.count + 1``) and copying their values back. The
-    restore is shielded from Ctrl-C: a SIGINT arriving during it is delivered afterwards.
-    """
+    """Set grads aside and the model's mode; restore grads, modes, buffers and weights on exit, even under Ctrl-C."""
+    # Buffers are restored by rebinding each module's buffer dictionary to the tensors it held (a
+    # forward may rebind ``self.count = self.count + 1``) and copying their values back.
     saved_grads = [p.grad for p in trainable]
     modules = list(model.modules()) if model is not None else []
     modes = [m.training for m in modules]

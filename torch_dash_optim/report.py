@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ._interrupts import deferred_interrupts
 
-__all__ = ["DASHReport", "ParamReport"]
+__all__ = ["DASHReport", "ParamReport", "param_reports"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,37 @@ class ParamReport:
     mean: float
     max: float
     at_floor: float
+
+
+def param_reports(shrunk: Sequence[tuple[str, tuple[int, ...], float, Tensor]]) -> list[ParamReport]:
+    """One :class:`ParamReport` per shrunk parameter, with one host sync for them all.
+
+    Parameters
+    ----------
+    shrunk:
+        ``(name, shape, lambd, factors)`` for each shrunk parameter: its name, its shape, the
+        floor used and the factors applied (any device).
+
+    Returns
+    -------
+    list of ParamReport
+        In the order of ``shrunk``.
+
+    Examples
+    --------
+    >>> [r.at_floor for r in param_reports([("fc.weight", (2, 3), 0.3, torch.tensor([[0.3], [1.0]]))])]
+    [0.5]
+    """
+    if not shrunk:
+        return []
+    device = shrunk[0][3].device
+    stats = torch.stack(
+        [torch.stack([f.min(), f.mean(), f.max(), (f <= lambd).float().mean()]).to(device) for _, _, lambd, f in shrunk]
+    ).tolist()  # one host sync for the whole report
+    return [
+        ParamReport(name, tuple(shape), f.numel(), lambd, *row)
+        for (name, shape, lambd, f), row in zip(shrunk, stats, strict=True)
+    ]
 
 
 @dataclass

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ._checks import check_real
 from ._delegate import DelegatingOptimizer
 
 __all__ = ["SAM"]
@@ -72,7 +73,7 @@ class SAM(DelegatingOptimizer):
         adaptive: bool = False,
         **base_kwargs: Any,
     ) -> None:
-        _check_rho(rho)
+        rho = _check_rho(rho)
         if not isinstance(adaptive, bool):
             raise TypeError(f"adaptive must be True or False; got {adaptive!r}")
         if isinstance(base_optimizer, Optimizer):
@@ -86,7 +87,7 @@ class SAM(DelegatingOptimizer):
         for i, group in enumerate(self._inner.param_groups):
             group.setdefault("rho", float(rho))
             group.setdefault("adaptive", adaptive)
-            _check_rho(group["rho"], f"param group {i}: ")
+            group["rho"] = _check_rho(group["rho"], f"param group {i}: ")
         self._backup: dict[Tensor, Tensor] = {}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -100,13 +101,15 @@ class SAM(DelegatingOptimizer):
 
         Raises
         ------
+        TypeError
+            If the group's ``rho`` is not a real number (``bool`` included).
         ValueError
-            If the group's ``rho`` is not a finite number >= 0.
+            If the group's ``rho`` is not finite and >= 0.
         """
         param_group = dict(param_group)
         param_group.setdefault("rho", self.defaults["rho"])
         param_group.setdefault("adaptive", self.defaults["adaptive"])
-        _check_rho(param_group["rho"], "param group new: ")
+        param_group["rho"] = _check_rho(param_group["rho"], "param group new: ")
         self._inner.add_param_group(param_group)
 
     @torch.no_grad()
@@ -265,6 +268,9 @@ class SAM(DelegatingOptimizer):
         return f"SAM(rho={self.defaults['rho']}, adaptive={self.defaults['adaptive']},\n{self._inner!r})"
 
 
-def _check_rho(rho: Any, where: str = "") -> None:
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0.0 <= rho < math.inf:
+def _check_rho(rho: Any, where: str = "") -> float:
+    """Return ``rho`` as a float if it is a finite number >= 0, or raise naming ``where``."""
+    value = check_real(f"{where}rho", rho, "[0, inf)")
+    if not 0.0 <= value < math.inf:
         raise ValueError(f"{where}rho={rho!r} must be a finite number >= 0 (e.g. 0.05 for SAM, 2.0 for ASAM)")
+    return value

@@ -35,7 +35,16 @@ from torch.nn.utils import parametrize
 from ._checks import check_bool, check_choice, check_lambd
 from .functional import GRANULARITIES, unit_dims
 
-__all__ = ["GROUP_KEYS", "RENAMED_GROUP_KEYS", "SHRINKABLE_MODULES", "Selection", "Target", "check_group", "select"]
+__all__ = [
+    "GROUP_KEYS",
+    "RENAMED_GROUP_KEYS",
+    "SHRINKABLE_MODULES",
+    "Selection",
+    "Target",
+    "check_group",
+    "migrate_group_keys",
+    "select",
+]
 
 #: Module types whose weight and bias are shrunk when a model is given.
 SHRINKABLE_MODULES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -151,6 +160,37 @@ def check_group(
         raise type(err)(f"param group {index}: {err}") from None
 
 
+def migrate_group_keys(group: Mapping[str, Any], owned: Collection[str] = ()) -> dict[str, Any]:
+    """Rename the former DASH keys of a saved param group (a checkpoint of version 0.1.0).
+
+    Parameters
+    ----------
+    group:
+        A param group of a saved ``state_dict``.
+    owned:
+        Keys the optimizer itself keeps in its groups (see :func:`check_group`): they are not
+        renamed.
+
+    Returns
+    -------
+    dict
+        A copy of ``group`` with ``"lambd"`` and ``"granularity"`` renamed ``"dash_lambd"`` and
+        ``"dash_granularity"`` (:data:`RENAMED_GROUP_KEYS`), where the new key is absent.
+
+    Examples
+    --------
+    >>> migrate_group_keys({"params": [0], "lambd": 0.5})
+    {'params': [0], 'dash_lambd': 0.5}
+    >>> migrate_group_keys({"params": [0], "lambd": 1e-4}, owned={"lambd"})   # ASGD's own lambd
+    {'params': [0], 'lambd': 0.0001}
+    """
+    out = dict(group)
+    for old, new in RENAMED_GROUP_KEYS.items():
+        if old in out and old not in owned and new not in out:
+            out[new] = out.pop(old)
+    return out
+
+
 def _strip(name: str) -> str:
     changed = True
     while changed:
@@ -163,13 +203,10 @@ def _strip(name: str) -> str:
 
 
 def _kinds_from_model(model: nn.Module) -> tuple[dict[int, str], dict[int, str], set[int]]:
-    """Map id(param) -> qualified name, id(param) -> "weight"/"bias" for shrinkable ones, and
-    the ids of the originals of parametrized weights and biases.
-
-    Parameters are read from ``module._parameters`` and the parametrization's originals, never
-    with ``getattr``: under ``spectral_norm`` in train mode, ``module.weight`` runs a power
-    iteration that moves the ``_u``/``_v`` buffers.
-    """
+    """id -> qualified name, id -> "weight"/"bias" of shrinkable parameters, and ids of parametrized originals."""
+    # Parameters are read from module._parameters and the parametrizations' originals, never with
+    # getattr: under spectral_norm in train mode, module.weight runs a power iteration that moves
+    # the _u/_v buffers.
     names: dict[int, str] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         names.setdefault(id(p), _strip(name))

@@ -261,14 +261,11 @@ def _group_counters(group: Mapping[str, Any]) -> list[str]:
 def _plan_group_counters(
     plan: StatePlan, states: list[tuple[Any, Mapping[Any, Any]]], shrunk: Sequence[tuple[str, Tensor, Tensor]]
 ) -> None:
-    """Restart the group counters of groups whose every parameter with state is reset, or refuse.
-
-    A group counter (schedule-free's ``k``, a per-group ``step``) drives the bias correction or
-    the averaging of every parameter of its group: left running after the state is dropped, the
-    first update is that of a late step on fresh moments (many times a fresh optimizer's).
-    Restarting it is a fresh start only if every parameter of the group that has state starts
-    afresh; otherwise the parameters DASH leaves alone would restart too.
-    """
+    """Restart the group counters of groups whose every parameter with state is reset, or refuse."""
+    # A group counter (schedule-free's k, a per-group step) drives the bias correction or averaging
+    # of its whole group: left running after the state is dropped, the first update is that of a
+    # late step on fresh moments. Restarting it is a fresh start only if every parameter of the
+    # group with state starts afresh; otherwise the parameters DASH leaves alone would restart too.
     reset = {id(param) for _, param, _ in shrunk}
     for owner, state in states:
         defaults = getattr(owner, "defaults", None) or {}
@@ -298,11 +295,7 @@ def _is_state_tensor(value: Any) -> bool:
 
 
 def _fit(factor: Tensor, value: Tensor, param: Tensor) -> Tensor | None:
-    """``factor`` shaped to scale ``value`` exactly, or None where it cannot.
-
-    ``value`` has the parameter's shape, or that shape with some dimensions reduced to 1 (a
-    factored moment); the factor must then be constant along every reduced dimension.
-    """
+    """``factor`` shaped to scale ``value`` (the parameter's shape, or it with dimensions reduced to 1), or None."""
     if value.shape == param.shape:
         return factor
     if value.ndim != param.ndim or factor.ndim > param.ndim:
@@ -334,9 +327,7 @@ def _plan_entry(
     unknown_pairs: set[tuple[str, str]],
     owner: Any,
 ) -> None:
-    """Plan one state entry: weight-like state scaled under every policy; moments scaled under
-    ``"scale"``, zeroed in place under a ``"reset"`` that cannot drop the entry (fused SGD);
-    anything else reported."""
+    """Plan one state entry: weight-like state scaled always, moments as the policy says, anything else reported."""
     factored = policy == "scale" and _plan_factored(plan, param, factor, entry, owner)
     for key, value in entry.items():
         if not _is_state_tensor(value) or value is param or (factored and key in FACTORED_KEYS):
@@ -365,17 +356,12 @@ FACTORED_KEYS: tuple[str, str] = ("row_var", "col_var")
 
 
 def _plan_factored(plan: StatePlan, param: Tensor, factor: Tensor, entry: Mapping[str, Any], owner: Any) -> bool:
-    r"""Plan the scaling of Adafactor's factored second moment; False if ``entry`` has none.
-
-    Adafactor's second moment is the product :math:`V_{ij} = r_i c_j / \max(\bar r, \epsilon_1)`
-    of ``row_var`` :math:`r` and ``col_var`` :math:`c` over the last two dimensions, with
-    :math:`\bar r` the mean of :math:`r`. Scaling :math:`r` and :math:`c` by :math:`f^2` each
-    is right only where the factor is the same over a whole matrix; a Linear layer's factors
-    differ from row to row. For factors :math:`f_i` constant along each row, :math:`V_{ij}
-    f_i^2` is exactly the product of :math:`r'_i = f_i^2 r_i` and :math:`c'_j = c_j
-    \max(\overline{f^2 r}, \epsilon_1) / \max(\bar r, \epsilon_1)`. Factors that vary along a
-    row (no DASH granularity makes them) cannot be put in factored form: left alone, reported.
-    """
+    """Plan the scaling of Adafactor's factored second moment (``row_var``, ``col_var``); False if there is none."""
+    # Adafactor's second moment is V_ij = r_i c_j / max(mean(r), eps1), with r = row_var and
+    # c = col_var. Scaling r and c by f^2 each is right only for one factor per matrix; a Linear
+    # layer's factors differ from row to row. For factors f_i constant along each row, V_ij f_i^2
+    # is exactly the product of r'_i = f_i^2 r_i and c'_j = c_j max(mean(f^2 r), eps1) / max(mean(r), eps1).
+    # Factors that vary along a row (no DASH granularity makes them) are left alone, reported.
     row, col = entry.get("row_var"), entry.get("col_var")
     if not (_is_state_tensor(row) and _is_state_tensor(col)) or param.ndim < 2:
         return False

@@ -1,4 +1,17 @@
-"""``DASHWrapper``: DASH as a drop-in wrapper for any ``torch.optim`` optimizer."""
+"""``DASHWrapper``: DASH as a drop-in wrapper for any ``torch.optim`` optimizer.
+
+Beside it, as :mod:`torch.optim` keeps its hook functions beside ``Optimizer``:
+:func:`~torch_dash_optim.find_dash` finds the wrapper inside whatever a framework wraps it in
+(Accelerate's ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``, Fabric's optimizer
+proxy, timm's ``Lookahead``, ...), and :func:`~torch_dash_optim.on_new_data` calls it, so one
+line works everywhere:
+
+.. code-block:: python
+
+   from torch_dash_optim import on_new_data
+
+   report = on_new_data(optimizer, loader)   # whatever object the framework gave you
+"""
 
 from __future__ import annotations
 
@@ -11,18 +24,18 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from . import functional as F
-from ._checks import check_alpha, check_choice, check_lambd
+from ._checks import check_alpha, check_choice, check_lambd, check_losses
 from ._delegate import DelegatingOptimizer
 from ._interrupts import deferred_interrupts
-from ._nesting import schedule_free_in_eval, set_eval_flag
-from .distributed import check_model, dash_factors, is_dtensor, local_tensor
+from ._nesting import describe, optimizer_chain, schedule_free_in_eval, set_eval_flag
+from .distributed import check_model, local_tensor, sharded_dash_factors_many
 from .gather import gather_direction
-from .report import DASHReport, ParamReport
-from .selection import RENAMED_GROUP_KEYS, Target, check_group, select
-from .skip import check_tol, trim_loader
+from .report import DASHReport, param_reports
+from .selection import Target, check_group, migrate_group_keys, select
 from .state_policy import STATE_POLICIES, plan_state
+from .tolerance import check_tol, trim_loader
 
-__all__ = ["AVERAGES", "DASHConfig", "DASHWrapper", "MODES"]
+__all__ = ["AVERAGES", "DASHConfig", "DASHWrapper", "MODES", "find_dash", "on_new_data"]
 
 #: The accepted values of ``average=``.
 AVERAGES: tuple[str, ...] = ("ema", "mean")
@@ -76,12 +89,10 @@ class DASHConfig:
 
 @dataclass
 class _Shared:
-    """The mutable DASH state of a wrapper, in one object.
+    """The mutable DASH state of a wrapper, shared with the proxies that copy its ``__dict__``."""
 
-    Lightning's ``LightningOptimizer`` and Fabric's optimizer proxy copy the wrapper's
-    ``__dict__``: the copy still holds this same object, so a call counted through the proxy is
-    counted on the wrapper too.
-    """
+    # Lightning's LightningOptimizer and Fabric's optimizer proxy copy the wrapper's __dict__: the
+    # copy holds this same object, so a call counted through the proxy is counted on the wrapper too.
 
     config: DASHConfig
     calls: int = 0
@@ -142,7 +153,7 @@ class DASHWrapper(DelegatingOptimizer):
     tol:
         Opt-in approximation of the EMA (default 0, exact): skip the forward and backward of
         the first batches whose combined weight in the EMA is at most ``tol``. Needs a loader
-        with ``len()``. See :mod:`torch_dash_optim.skip`.
+        with ``len()``. See :mod:`torch_dash_optim.tolerance`.
     autocast_dtype:
         Run the forward pass of the gradient pass under :class:`torch.autocast` with this dtype
         (an enclosing autocast is honoured anyway). Factors are computed in float32.
@@ -201,7 +212,7 @@ class DASHWrapper(DelegatingOptimizer):
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module or None; got {type(model).__name__}")
         check_model(model)
-        _check_losses(loss_fn, batch_loss)
+        check_losses(loss_fn, batch_loss)
         if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
             raise TypeError(f"autocast_dtype must be a torch.dtype such as torch.bfloat16; got {autocast_dtype!r}")
         if autocast_dtype is not None and not autocast_dtype.is_floating_point:
@@ -369,7 +380,7 @@ class DASHWrapper(DelegatingOptimizer):
             in_groups = found[0] if found else None
             clean = [{k: v for k, v in g.items() if k != SETTINGS_KEY} for g in groups]
             if dash is not None and in_groups is None:
-                clean = [_migrate_group(g, self.defaults) for g in clean]  # saved before the key rename
+                clean = [migrate_group_keys(g, self.defaults) for g in clean]  # saved before the key rename
             state_dict["param_groups"] = clean
         # The "dash" entry, else the copy in the groups (all that torch.distributed.checkpoint
         # keeps); neither in a bare optimizer's state_dict: then keep ours.
@@ -515,14 +526,18 @@ class DASHWrapper(DelegatingOptimizer):
                     skipped[target.name] = "no gradient reached it"
                     continue
                 shrunk.append((target, direction))
-            shrunk = list(zip([t for t, _ in shrunk], _factors(shrunk), strict=True))
+            kept = [t for t, _ in shrunk]
+            factors = sharded_dash_factors_many(
+                [t.param for t in kept], [d for _, d in shrunk], [t.dims for t in kept], [t.lambd for t in kept]
+            )
+            shrunk = list(zip(kept, factors, strict=True))
         num_batches = result.num_batches
         del result  # frees the gathered directions before the shrink
         plan = plan_state(cfg.state, self._inner, [(t.name, t.param, f) for t, f in shrunk])
         report = DASHReport(
             self._calls + 1,
             num_batches,
-            _param_reports(shrunk),
+            param_reports([(t.name, tuple(t.param.shape), t.lambd, f) for t, f in shrunk]),
             skipped,
             plan.unknown,
             skipped_batches=skipped_batches,
@@ -541,7 +556,7 @@ class DASHWrapper(DelegatingOptimizer):
         return report
 
     def _loss_for(self, loss_fn: Criterion | None, batch_loss: BatchLoss | None) -> Callable[[Any], Tensor]:
-        _check_losses(loss_fn, batch_loss)
+        check_losses(loss_fn, batch_loss)
         if loss_fn is None and batch_loss is None:
             loss_fn, batch_loss = self.loss_fn, self.batch_loss
         model = self.model
@@ -580,41 +595,124 @@ class DASHWrapper(DelegatingOptimizer):
         return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _check_losses(loss_fn: Any, batch_loss: Any) -> None:
-    if loss_fn is not None and batch_loss is not None:
-        raise ValueError("give loss_fn (criterion(outputs, targets)) or batch_loss (fn(model, batch)), not both")
-    for name, fn in (("loss_fn", loss_fn), ("batch_loss", batch_loss)):
-        if fn is not None and not callable(fn):
-            raise TypeError(f"{name} must be callable; got {type(fn).__name__}")
-        if isinstance(fn, type) and issubclass(fn, nn.Module):
-            raise TypeError(
-                f"{name} is the class {fn.__name__}, not an instance of it; pass {fn.__name__}() "
-                f"(e.g. {name}=torch.nn.{fn.__name__}())"
-            )
+def find_dash(optimizer: Any) -> DASHWrapper:
+    """Return the :class:`~torch_dash_optim.DASHWrapper` inside ``optimizer``.
+
+    ``optimizer`` may be the wrapper itself or any chain of wrappers around it (or inside
+    it) that keep the optimizer they wrap as an attribute: ``AcceleratedOptimizer``,
+    ``LightningOptimizer``, Fabric's optimizer, timm's ``Lookahead``, ``SAM``,
+    schedule-free's ``ScheduleFreeWrapper``, ``ZeroRedundancyOptimizer``. A proxy that copies
+    the wrapper (Lightning, Fabric) leads to the wrapper it copies.
+
+    Parameters
+    ----------
+    optimizer:
+        The optimizer object at hand.
+
+    Returns
+    -------
+    DASHWrapper
+        The wrapper whose :meth:`~torch_dash_optim.DASHWrapper.on_new_data` to call.
+
+    Raises
+    ------
+    TypeError
+        If there is no ``DASHWrapper`` in the chain; the message names what was found.
+
+    Examples
+    --------
+    >>> from torch_dash_optim import DASHWrapper, find_dash
+    >>> net = torch.nn.Linear(3, 2)
+    >>> opt = DASHWrapper(torch.optim.SGD(net.parameters(), lr=0.1), model=net)
+    >>> find_dash(opt) is opt
+    True
+    >>> find_dash(torch.optim.SGD(net.parameters(), lr=0.1))
+    Traceback (most recent call last):
+    ...
+    TypeError: no DASHWrapper found in SGD; ...
+    """
+    chain = optimizer_chain(optimizer)
+    found = [o for o in chain if isinstance(o, DASHWrapper)]
+    # Lightning's and Fabric's proxies copy the wrapper and keep it as ``_optimizer``.
+    proxies = {id(o) for o in found if isinstance(vars(o).get("_optimizer"), DASHWrapper)}
+    real = [o for o in found if id(o) not in proxies]
+    if len(real) == 1:
+        return real[0]
+    if not real:
+        raise TypeError(
+            f"no DASHWrapper found in {describe(chain)}; wrap the base optimizer before handing it to the "
+            "framework, e.g. DASHWrapper(torch.optim.AdamW(model.parameters()), model=model, loss_fn=...), "
+            "and pass that wrapper (or what the framework made of it)"
+        )
+    raise TypeError(
+        f"found {len(real)} separate DASHWrappers in {describe(chain)}; wrap the base optimizer in one "
+        "DASHWrapper and call find_dash on the object that holds it"
+    )
+
+
+def on_new_data(
+    optimizer: Any,
+    loader: Iterable[Any],
+    *,
+    loss_fn: Criterion | None = None,
+    batch_loss: BatchLoss | None = None,
+    tol: float | None = None,
+) -> DASHReport:
+    """Call :meth:`DASHWrapper.on_new_data <torch_dash_optim.DASHWrapper.on_new_data>` through any wrapper.
+
+    Equivalent to ``find_dash(optimizer).on_new_data(loader, ...)``: the real wrapper is
+    called, so its call count and checkpoints are right whatever proxy ``optimizer`` is.
+
+    Parameters
+    ----------
+    optimizer:
+        The wrapper, or any object around it (see :func:`find_dash`).
+    loader:
+        The data seen so far, new data last, e.g. a ``DataLoader`` with ``shuffle=False``.
+    loss_fn, batch_loss, tol:
+        As in :meth:`DASHWrapper.on_new_data <torch_dash_optim.DASHWrapper.on_new_data>`.
+
+    Returns
+    -------
+    DASHReport
+        What the call did.
+
+    Raises
+    ------
+    TypeError
+        If ``optimizer`` holds no ``DASHWrapper`` (and as ``on_new_data`` does).
+
+    Examples
+    --------
+    >>> from torch_dash_optim import DASHWrapper, on_new_data
+    >>> net = torch.nn.Linear(3, 2)
+    >>> opt = DASHWrapper(torch.optim.SGD(net.parameters(), lr=0.1), model=net,
+    ...                   loss_fn=torch.nn.CrossEntropyLoss())
+    >>> report = on_new_data(opt, [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))])
+    >>> report.call, opt.num_dash_calls
+    (1, 1)
+    """
+    return find_dash(optimizer).on_new_data(loader, loss_fn=loss_fn, batch_loss=batch_loss, tol=tol)
 
 
 def _check_not_nested(optimizer: Any) -> None:
-    inner = optimizer
-    while isinstance(inner, DelegatingOptimizer):
-        if isinstance(inner, DASHWrapper):
-            raise TypeError(
-                "the optimizer is already wrapped in a DASHWrapper; wrap the base optimizer once "
-                "(a DASHWrapper around a DASHWrapper would shrink twice per call and save one set of settings)"
-            )
-        inner = inner.__dict__.get("_inner")
+    """Refuse an optimizer that already holds a DASHWrapper, at any depth."""
+    if any(isinstance(o, DASHWrapper) for o in optimizer_chain(optimizer)):
+        raise TypeError(
+            "the optimizer is already wrapped in a DASHWrapper; wrap the base optimizer once "
+            "(a DASHWrapper around a DASHWrapper would shrink twice per call and save one set of settings)"
+        )
 
 
 def _check_not_perturbed(optimizer: Any) -> None:
     """Refuse on_new_data while a SAM's weights are perturbed (between first_step and second_step)."""
-    inner = optimizer
-    while inner is not None:
+    for inner in optimizer_chain(optimizer):
         window = getattr(type(inner), "in_perturbed_window", None)
         if window is not None and window(inner):
             raise RuntimeError(
                 "on_new_data was called between SAM.first_step and SAM.second_step, while the weights are "
                 "perturbed (second_step would put back the unshrunk weights); call it after second_step"
             )
-        inner = inner.__dict__.get("_inner") if isinstance(inner, DelegatingOptimizer) else None
 
 
 def _restore_eval_mode(optimizers: list[Any], saved: list[tuple[Tensor, Tensor]]) -> None:
@@ -633,15 +731,6 @@ def _reentry(what: str, busy: str) -> str:
     )
 
 
-def _migrate_group(group: dict[str, Any], owned: Any) -> dict[str, Any]:
-    """Rename the per-group DASH keys of a checkpoint saved before the rename (0.1.0)."""
-    out = dict(group)
-    for old, new in RENAMED_GROUP_KEYS.items():
-        if old in out and old not in owned and new not in out:
-            out[new] = out.pop(old)
-    return out
-
-
 def _device_of(targets: list[Target], param_groups: list[dict[str, Any]]) -> torch.device:
     for t in targets:
         return t.param.device
@@ -649,31 +738,3 @@ def _device_of(targets: list[Target], param_groups: list[dict[str, Any]]) -> tor
         for p in group["params"]:
             return p.device
     return torch.device("cpu")
-
-
-def _factors(pairs: list[tuple[Target, Tensor]]) -> list[Tensor]:
-    """Factors of every (target, direction): plain tensors in one grouped call, DTensor shards one by one."""
-    out: list[Tensor | None] = [None] * len(pairs)
-    plain = [i for i, (t, _) in enumerate(pairs) if not is_dtensor(t.param)]
-    grouped = F.dash_factors_many(
-        [pairs[i][0].param for i in plain],
-        [pairs[i][1] for i in plain],
-        [pairs[i][0].dims for i in plain],
-        [pairs[i][0].lambd for i in plain],
-    )
-    for i, f in zip(plain, grouped, strict=True):
-        out[i] = f
-    for i, (t, d) in enumerate(pairs):
-        if out[i] is None:
-            out[i] = dash_factors(t.param, d, t.dims, t.lambd)
-    return out  # type: ignore[return-value]
-
-
-def _param_reports(shrunk: list[tuple[Target, Tensor]]) -> list[ParamReport]:
-    if not shrunk:
-        return []
-    device = shrunk[0][1].device
-    stats = torch.stack(
-        [torch.stack([f.min(), f.mean(), f.max(), (f <= t.lambd).float().mean()]).to(device) for t, f in shrunk]
-    ).tolist()  # one host sync for the whole report
-    return [ParamReport(t.name, tuple(t.param.shape), f.numel(), t.lambd, *row) for (t, f), row in zip(shrunk, stats)]

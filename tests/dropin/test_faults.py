@@ -161,7 +161,7 @@ def test_fault_after_gathering_in_factors(monkeypatch: pytest.MonkeyPatch, exc: 
     assert_unchanged(before, model, opt)
 
 
-@pytest.mark.parametrize("target", ["plan_state", "_param_reports", "DASHReport"])
+@pytest.mark.parametrize("target", ["plan_state", "param_reports", "DASHReport"])
 def test_fault_after_gathering_in_planning(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
     model, opt, data = _setup()
 

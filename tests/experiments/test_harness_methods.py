@@ -19,8 +19,6 @@ from torch_dash_optim.experiments.methods import (
     Method,
     factor_stats,
     get_method,
-    new_learner,
-    on_new_data,
 )
 from torch_dash_optim.experiments.models import CNN1d
 
@@ -28,7 +26,7 @@ from torch_dash_optim.experiments.models import CNN1d
 def test_fire_method_applies_fire_and_starts_a_fresh_optimizer() -> None:
     torch.manual_seed(0)
     config = ProtocolConfig(lr=0.1)
-    learner = new_learner("fire", "sgd", CNN1d(12, 3, width=4), config)
+    learner = get_method("fire").new_learner(CNN1d(12, 3, width=4), "sgd", config)
     x, y = torch.randn(8, 12), torch.randint(0, 3, (8,))
     nn.functional.cross_entropy(learner.model(x), y).backward()
     learner.optimizer.step()
@@ -36,7 +34,8 @@ def test_fire_method_applies_fire_and_starts_a_fresh_optimizer() -> None:
     expected = copy.deepcopy(learner.model)
     fire_(expected)
     old_optimizer = learner.optimizer
-    out = on_new_data("fire", "sgd", learner, config, lambda: CNN1d(12, 3, width=4), list, "cpu")
+    arrival = Arrival("sgd", config, lambda: CNN1d(12, 3, width=4), list, torch.device("cpu"))
+    out = get_method("fire").on_new_data(learner, arrival)
     assert out is learner and learner.optimizer is not old_optimizer and not learner.optimizer.state
     for (name, p), q in zip(learner.model.named_parameters(), expected.parameters(), strict=True):
         assert torch.equal(p, q), name
@@ -63,7 +62,7 @@ def test_factor_stats_group_units_by_layer_kind() -> None:
 
 def _trained(method: str, config: ProtocolConfig):
     torch.manual_seed(2)
-    learner = new_learner(method, "sgd", CNN1d(12, 3, width=4), config)
+    learner = get_method(method).new_learner(CNN1d(12, 3, width=4), "sgd", config)
     x, y = torch.randn(32, 12), torch.randint(0, 3, (32,))
     for _ in range(20):
         learner.optimizer.zero_grad()
@@ -78,11 +77,12 @@ def test_uniform_shrinks_what_dash_would_by_dashs_mean_factor() -> None:
     before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
     momentum = {id(p): s["momentum_buffer"].clone() for p, s in learner.optimizer.state.items()}
     # what DASH does to the same weights, on a copy
-    twin = new_learner("dash", "sgd", copy.deepcopy(learner.model), config)
+    twin = get_method("dash").new_learner(copy.deepcopy(learner.model), "sgd", config)
     report = twin.optimizer.on_new_data(batches)
     assert 0 < report.mean_factor < 1 and report.factors
 
-    out = on_new_data("uniform", "sgd", learner, config, lambda: CNN1d(12, 3, width=4), lambda: batches, "cpu")
+    arrival = Arrival("sgd", config, lambda: CNN1d(12, 3, width=4), lambda: batches, torch.device("cpu"))
+    out = get_method("uniform").on_new_data(learner, arrival)
     assert out is learner and learner.info == {"dash_mean_factor": report.mean_factor}
     for name, p in learner.model.named_parameters():
         expected = before[name] * report.mean_factor if name in report.factors else before[name]
@@ -145,3 +145,30 @@ def test_bad_methods_are_named(methods: list, error: type, message: str) -> None
 def test_builtin_registry_matches_the_method_names() -> None:
     assert set(BUILTIN) >= set(METHODS) and all(BUILTIN[name].name == name for name in BUILTIN)
     assert get_method("uniform").label == "Uniform shrink" and get_method(BUILTIN["dash"]) is BUILTIN["dash"]
+
+
+def test_the_free_functions_of_0_2_are_deprecated_and_name_the_method_calls() -> None:
+    from torch_dash_optim.experiments import methods
+
+    assert "on_new_data" not in methods.__all__ and "new_learner" not in methods.__all__
+    assert "on_new_data" not in vars(methods) and "new_learner" not in vars(methods)  # one free on_new_data
+    config = ProtocolConfig(lr=0.1)
+    old = r"methods\.new_learner is deprecated .*; use get_method\(method\)\.new_learner\(model, optimizer, config\)"
+    with pytest.warns(DeprecationWarning, match=old):
+        from torch_dash_optim.experiments.methods import new_learner
+    new = r"methods\.on_new_data is deprecated .*; use get_method\(method\)\.on_new_data\(learner, Arrival\("
+    with pytest.warns(DeprecationWarning, match=new):
+        on_new_data = methods.on_new_data
+    torch.manual_seed(0)
+    learner = new_learner("sp", "sgd", nn.Linear(2, 2), config)
+    torch.manual_seed(0)
+    twin = get_method("sp").new_learner(nn.Linear(2, 2), "sgd", config)
+    before = learner.model.weight.detach().clone()
+    torch.manual_seed(1)
+    out = on_new_data("sp", "sgd", learner, config, lambda: nn.Linear(2, 2), list, "cpu")
+    torch.manual_seed(1)
+    get_method("sp").on_new_data(twin, Arrival("sgd", config, lambda: nn.Linear(2, 2), list, torch.device("cpu")))
+    assert out is learner and not torch.equal(learner.model.weight, before)  # shrunk and perturbed
+    assert torch.equal(learner.model.weight, twin.model.weight)  # exactly what the method call does
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        methods.nope  # noqa: B018

@@ -120,3 +120,22 @@ def test_step_ratios_get_a_geometric_mean_and_a_positive_interval() -> None:
     assert ratio_interval([0.5]).low is None
     with pytest.raises(ValueError, match="must all be > 0"):
         ratio_interval([0.5, 0.0])
+
+
+def test_the_labels_are_each_methods_label_and_stats_needs_no_summary() -> None:
+    """stats names the methods by their ``Method.label`` without importing summary (which imports stats)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from torch_dash_optim.experiments import stats\n"
+        "from torch_dash_optim.experiments.methods import BUILTIN\n"
+        "assert stats.LABELS == {n: m.label for n, m in BUILTIN.items()}\n"
+        "recs = [dict(method=m, optimizer='sgd', seed=s, experiment=2, test_acc=0.9, steps=10, epochs=1,"
+        " train_acc=1.0) for m in ('dash', 'sp', 'mine') for s in (0, 1)]\n"
+        "lines = stats.verdict_lines(stats.compare(recs))\n"
+        "assert lines[0].startswith('DASH − Shrink & Perturb: ') and lines[2].startswith('DASH − mine: '), lines\n"
+        "assert 'torch_dash_optim.experiments.summary' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

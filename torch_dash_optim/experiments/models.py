@@ -1,12 +1,13 @@
-"""The models of the protocol: a small 1-D CNN, an MLP, ResNet-18 (CIFAR variant), VGG-16-BN.
+"""The models of the protocol: small 1-D and 2-D CNNs, an MLP, ResNet-18 (CIFAR variant), VGG-16-BN.
 
 :class:`CNN1d` is the embedded default on MNIST-1D: its conv kernels give DASH units of 3-5
 weights (one per ``(out, in)`` kernel slice), where the direction of a unit's gradient carries
-information, as in the paper's 3x3 kernels. The other models follow the DASH authors'
-architectures: the MLP is ``Linear`` layers with optional BatchNorm and ReLU between them;
-ResNet-18 has the 3x3 stride-1 stem (CIFAR variant, with the max-pool the authors keep) and a
-``fc`` head; VGG-16-BN has the ``(7, 7)`` average pool and the 4096-4096 classifier with
-dropout.
+information, as in the paper's 3x3 kernels. :class:`CNN2d` is the default on MNIST: the
+paper's building block (3x3 conv, BatchNorm, ReLU) twice, small enough for a CPU. The other
+models follow the DASH authors' architectures: the MLP is ``Linear`` layers with optional
+BatchNorm and ReLU between them; ResNet-18 has the 3x3 stride-1 stem (CIFAR variant, with
+the max-pool the authors keep) and a ``fc`` head; VGG-16-BN has the ``(7, 7)`` average pool
+and the 4096-4096 classifier with dropout.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CNN1d", "MODELS", "MLP", "PatchCNN", "build_model", "resnet18", "vgg16_bn"]
+__all__ = ["CNN1d", "CNN2d", "MODELS", "MLP", "PatchCNN", "build_model", "resnet18", "vgg16_bn"]
 
 
 class MLP(nn.Module):
@@ -210,6 +211,65 @@ class PatchCNN(nn.Module):
         return self.head(h.mean(2))
 
 
+class CNN2d(nn.Module):
+    """A small CNN for small images: two blocks of 3x3 conv, BatchNorm, ReLU and 2x2 max-pool.
+
+    The first block has ``width`` channels, the second ``2 * width``; the convs have no bias
+    (BatchNorm follows each, as in the DASH authors' models) and "same" padding, and the
+    ``Linear`` head reads the flattened ``(2 * width, H // 4, W // 4)`` map. On 28x28 digits
+    with ``width=16``: 20,538 parameters; by default DASH has one unit per ``(out, in)`` 3x3
+    kernel, 16 in the first conv and 512 in the second.
+
+    Parameters
+    ----------
+    input_shape:
+        Shape of one image, ``(C, H, W)`` with ``H`` and ``W`` at least 4.
+    num_classes:
+        Number of outputs.
+    width:
+        Channels of the first block (the second has twice as many).
+
+    Examples
+    --------
+    >>> model = CNN2d((1, 28, 28), 10, width=4)
+    >>> model(torch.randn(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    >>> tuple(model.conv1.weight.shape), tuple(model.conv2.weight.shape), model.head.in_features
+    ((4, 1, 3, 3), (8, 4, 3, 3), 392)
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 16) -> None:
+        super().__init__()
+        if len(input_shape) != 3 or min(int(s) for s in input_shape[1:]) < 4 or int(input_shape[0]) < 1:
+            raise ValueError(f"input_shape={tuple(input_shape)!r} must be an image shape (C, H, W) with H, W >= 4")
+        if width < 1:
+            raise ValueError(f"width={width} must be >= 1")
+        channels, height, wide = (int(s) for s in input_shape)
+        self.conv1 = nn.Conv2d(channels, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(2 * width)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Linear(2 * width * (height // 4) * (wide // 4), num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the logits of a batch.
+
+        Parameters
+        ----------
+        x:
+            A batch of images, of shape ``(N, C, H, W)``.
+
+        Returns
+        -------
+        Tensor
+            The logits, of shape ``(N, num_classes)``.
+        """
+        h = self.pool(torch.relu(self.bn1(self.conv1(x))))
+        h = self.pool(torch.relu(self.bn2(self.conv2(h))))
+        return self.head(torch.flatten(h, 1))
+
+
 class _BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
@@ -381,7 +441,7 @@ def vgg16_bn(input_shape: Sequence[int], num_classes: int, width_divisor: int = 
 
 
 #: Model names accepted by :func:`build_model`.
-MODELS: tuple[str, ...] = ("patchcnn", "cnn1d", "mlp", "resnet18", "vgg16")
+MODELS: tuple[str, ...] = ("patchcnn", "cnn1d", "cnn2d", "mlp", "resnet18", "vgg16")
 
 
 def build_model(
@@ -409,7 +469,8 @@ def build_model(
     num_classes:
         Number of classes.
     width, depth, batch_norm:
-        The MLP's settings (see :class:`MLP`); ``width`` is also the channels of ``cnn1d``.
+        The MLP's settings (see :class:`MLP`); ``width`` is also the channels of ``cnn1d``
+        and of ``cnn2d``'s first block (see :class:`CNN2d`).
     kernels:
         The conv kernel sizes of ``cnn1d`` (see :class:`CNN1d`).
     patch_dim:
@@ -437,12 +498,14 @@ def build_model(
                 "use --model resnet18 or vgg16 for images"
             )
         return functools.partial(CNN1d, int(input_shape[-1]), num_classes, width=width, kernels=tuple(kernels))
-    if name in ("resnet18", "vgg16"):
+    if name in ("cnn2d", "resnet18", "vgg16"):
         if len(input_shape) != 3:
             raise ValueError(
                 f"model {name!r} needs image inputs of shape (C, H, W); got {tuple(input_shape)}; "
                 "use --model mlp for vectors"
             )
+        if name == "cnn2d":
+            return functools.partial(CNN2d, tuple(int(s) for s in input_shape), num_classes, width=width)
         build = resnet18 if name == "resnet18" else vgg16_bn
         return functools.partial(build, tuple(input_shape), num_classes)
     raise ValueError(f"unknown model {name!r}; use one of {', '.join(map(repr, MODELS))}")

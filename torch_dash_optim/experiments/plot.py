@@ -17,9 +17,9 @@ from typing import Any
 
 from .._extras import install_hint
 from .config import OPTIMIZERS
-from .methods import LAYER_KINDS
-from .stats import Comparison, compare
-from .summary import LABELS, method_order
+from .methods import KIND_LABELS, LAYER_KINDS
+from .stats import LABELS, Comparison, compare
+from .summary import method_order
 
 __all__ = ["COLORS", "plot_factor_distributions", "plot_results"]
 
@@ -46,11 +46,11 @@ _MARKERS = {
     "uniform": "h",
     "dash": "*",
 }
-_KIND_LABELS = {"conv": "conv kernels", "linear": "Linear weights", "bias": "biases"}
 _KIND_COLORS = {"conv": "#D55E00", "linear": "#0072B2", "bias": "#999999"}
 
 
 def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend; ImportError with the install hint without it."""
     try:
         import matplotlib
 
@@ -63,6 +63,7 @@ def _pyplot() -> Any:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population std (ddof=0)."""
     mean = sum(values) / len(values)
     return mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
 
@@ -102,7 +103,7 @@ def _draw_histogram(ax: Any, hist: dict[str, tuple[list[float], float]], lambd: 
             where="pre",
             color=_KIND_COLORS[kind],
             lw=2.2 if kind == "conv" else 1.5,
-            label=f"{_KIND_LABELS[kind]}: {100 * at_floor:.0f}% at floor",
+            label=f"{KIND_LABELS[kind]}: {100 * at_floor:.0f}% at floor",
         )
     if lambd is not None:
         ax.axvline(lambd, color="k", lw=0.8, ls=":")

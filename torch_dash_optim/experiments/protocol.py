@@ -51,10 +51,12 @@ class SettingsMismatchError(ValueError):
 
 
 def _experiment_seed(seed: int, experiment: int) -> int:
+    """The RNG seed of one experiment of a run (distinct for every seed and experiment)."""
     return int(seed) * 1_000_003 + experiment + 1
 
 
 def _check_names(kind: str, given: Sequence[str], known: Sequence[str]) -> tuple[str, ...]:
+    """``given`` as a tuple of ``known`` names, each once; a bad one is named."""
     if isinstance(given, str):
         given = [given]
     given = tuple(given)
@@ -67,6 +69,7 @@ def _check_names(kind: str, given: Sequence[str], known: Sequence[str]) -> tuple
 
 
 def _check_methods(given: Sequence[str | Method] | str | Method) -> dict[str, Method]:
+    """The methods by name, each once; unknown names and objects that take a built-in's name are refused."""
     if isinstance(given, (str, Method)):
         given = [given]
     given = list(given)
@@ -90,6 +93,7 @@ def _check_methods(given: Sequence[str | Method] | str | Method) -> dict[str, Me
 
 
 def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    """``seeds`` as a tuple of distinct integers >= 0; anything else is refused."""
     if isinstance(seeds, int):
         seeds = [seeds]
     seeds = tuple(seeds)
@@ -102,6 +106,7 @@ def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 
 @contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[Any]:
+    """A tqdm bar of ``total`` experiments, or ``None`` when disabled or tqdm is missing."""
     bar = None
     if enabled:
         try:
@@ -262,6 +267,7 @@ def run_protocol(
 
 
 def _worker_devices(device: torch.device, jobs: int) -> list[torch.device]:
+    """Each worker's device: with ``cuda`` and no index, the visible GPUs in turn."""
     if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 0:
         count = torch.cuda.device_count()
         return [torch.device("cuda", i % count) for i in range(jobs)]
@@ -296,6 +302,7 @@ def _init_worker(
     messages: Any,
     methods: dict[str, Method],
 ) -> None:
+    """Set a worker process up: Ctrl-C ignored, its threads, its device and what its runs share."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers on Ctrl-C
     torch.set_num_threads(threads)
     parent = mp.parent_process()
@@ -316,11 +323,13 @@ def _init_worker(
 
 
 def _exit_with(sentinel: int) -> None:
+    """Exit this worker as soon as ``sentinel`` (the parent process) is gone."""
     mp_connection.wait([sentinel])
     os._exit(1)
 
 
 def _work(key: tuple[int, str, str]) -> tuple[tuple[int, str, str], list[dict[str, Any]]]:
+    """Run one ``(seed, optimizer, method)`` in a worker; return the key and its records."""
     seed, opt_name, method = key
     w = _WORKER
     chunks = split_chunks(w["train_set"], w["config"].num_chunks, torch.Generator().manual_seed(seed))
@@ -345,6 +354,7 @@ def _run_parallel(
     finished: Callable[[tuple[int, str, str], list[dict[str, Any]]], None],
     methods: dict[str, Method],
 ) -> None:
+    """Run ``pending`` in ``jobs`` worker processes, handing each finished run to ``finished`` in order."""
     for what, obj in (("model_factory", model_factory), *((f"method {n!r}", m) for n, m in methods.items())):
         try:
             pickle.dumps(obj)
@@ -399,15 +409,13 @@ def _run_parallel(
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Stop the workers now: each has saved its finished experiments atomically, so nothing is lost.
-
-    ``ProcessPoolExecutor`` has no public way to stop running workers before Python 3.14
-    (``terminate_workers``); before it, its process table is used.
-    """
+    """Stop the workers now: each has saved its finished experiments atomically, so nothing is lost."""
     terminate = getattr(pool, "terminate_workers", None)
     if terminate is not None:
         terminate()
         return
+    # ProcessPoolExecutor has no public way to stop running workers before Python 3.14
+    # (terminate_workers): before it, its process table is used.
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         if process.is_alive():
@@ -420,6 +428,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def _drain(messages: Any, bar: Any) -> None:
+    """Apply the workers' queued progress-bar calls to ``bar``."""
     if messages is None:
         return
     while True:
@@ -436,6 +445,7 @@ def _drain(messages: Any, bar: Any) -> None:
 
 
 def _prepare_out(out: Path, settings: dict[str, Any], resume: bool) -> None:
+    """Check ``out`` against ``resume`` and the saved settings, then write ``config.json``."""
     saved = read_config(out)
     has_results = (out / "runs").is_dir() and any((out / "runs").iterdir())
     if not resume and (saved is not None or has_results):
@@ -469,6 +479,7 @@ def _run_one(
     store: RunStore | None,
     bar: Any,
 ) -> list[dict[str, Any]]:
+    """Run one ``(seed, optimizer, method)`` over every chunk, from its checkpoint if any; return its records."""
     name = method.name
     records: list[dict[str, Any]] = []
     checkpoint = None
@@ -537,6 +548,7 @@ def _run_one(
 
 
 def _state(learner: Learner) -> dict[str, Any]:
+    """What a checkpoint keeps of a learner: model, optimizer and L2-init anchors."""
     state: dict[str, Any] = {
         "model": learner.model.state_dict(),
         "optimizer": learner.optimizer.state_dict(),
@@ -547,6 +559,7 @@ def _state(learner: Learner) -> dict[str, Any]:
 
 
 def _restore(learner: Learner, checkpoint: dict[str, Any], device: torch.device) -> None:
+    """Load a checkpoint of :func:`_state` into a fresh learner."""
     learner.model.load_state_dict(checkpoint["model"])
     learner.optimizer.load_state_dict(checkpoint["optimizer"])
     if learner.penalty is not None:
@@ -554,6 +567,7 @@ def _restore(learner: Learner, checkpoint: dict[str, Any], device: torch.device)
 
 
 def _advance(bar: Any, n: int, method: str, opt_name: str, seed: int, records: list[dict[str, Any]]) -> None:
+    """Move the bar ``n`` experiments on, showing the last record."""
     if bar is None or n == 0:
         return
     last = records[-1]

@@ -1,13 +1,16 @@
 """Where a results folder came from: the command, the torch build, the code's commit, the machine.
 
 ``dash-warmstart`` appends one entry per invocation to ``OUT/provenance.json``; the published
-tables name the build and machine from it. The numbers of a run are bit-reproducible on one
+tables name the build and machine from it. The code is named by its git commit when it runs from
+a clone, and as an installed package (name and version, no revision) when it does not
+(:func:`git_commit`). The numbers of a run are bit-reproducible on one
 torch build and machine (and the same ``--threads``); another build or CPU may change the last
 digits of a loss and, through them, a step count or an accuracy.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -22,6 +25,8 @@ import torch
 from .store import atomic_write
 
 __all__ = ["add_invocation", "cpu_name", "git_commit", "read_provenance"]
+
+_DISTRIBUTION = "torch-dash-optim"
 
 
 def cpu_name() -> str:
@@ -42,31 +47,55 @@ def cpu_name() -> str:
 
 
 def git_commit() -> dict[str, Any]:
-    """Return the package's git commit and whether its tree had uncommitted changes.
+    """Return the code revision of this package: its git commit and whether the tree had uncommitted changes.
 
-    ``{"commit": None, "dirty": None}`` when the package is not in a git checkout.
+    Git is asked about the folder that holds the package. When that folder is in no git work
+    tree, or the work tree does not track the package (an installed wheel, in ``site-packages``),
+    the code is an installed package, not a clone: there is no code revision to record, and
+    ``installed`` names the package and its version instead.
+
+    Returns
+    -------
+    dict
+        In a clone: ``{"commit": <sha>, "dirty": <bool>}``. Not in a clone:
+        ``{"commit": None, "dirty": None, "installed": "torch-dash-optim <version>"}``. When git
+        cannot tell (no ``git`` command, or it fails otherwise): ``{"commit": None, "dirty": None}``.
 
     Examples
     --------
-    >>> sorted(git_commit())
+    >>> sorted(git_commit())[:2]
     ['commit', 'dirty']
     """
-    root = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parent
+    unknown: dict[str, Any] = {"commit": None, "dirty": None}
+    inside = _git(here, "rev-parse", "--is-inside-work-tree")
+    if inside is None or (inside.returncode != 0 and "not a git repository" not in inside.stderr):
+        return unknown  # no git command, or a clone that git refuses to read ("dubious ownership")
+    tracked = inside.returncode == 0 and _git(here, "ls-files", "--error-unmatch", "--", Path(__file__).name)
+    if not tracked or tracked.returncode != 0:
+        return {**unknown, "installed": f"{_DISTRIBUTION} {_version()}"}
+    commit, status = _git(here, "rev-parse", "HEAD"), _git(here, "status", "--porcelain", "--untracked-files=no")
+    if commit is None or commit.returncode != 0:
+        return unknown
+    dirty = bool(status.stdout.strip()) if status is not None and status.returncode == 0 else None
+    return {"commit": commit.stdout.strip(), "dirty": dirty}
 
-    def git(*args: str) -> str | None:
-        try:
-            result = subprocess.run(
-                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return result.stdout.strip()
 
-    commit = git("rev-parse", "HEAD")
-    if not commit:
-        return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+def _version() -> str:
+    """The installed distribution's version, from its metadata."""
+    try:
+        return importlib.metadata.version(_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown: no package metadata)"
+
+
+def _git(where: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    """``git -C where args``, run to the end; None if git cannot be run at all."""
+    try:
+        env = {**os.environ, "LC_ALL": "C"}  # git's messages in English, as read above
+        return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10, env=env)
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def read_provenance(out: Path) -> list[dict[str, Any]]:

@@ -9,8 +9,9 @@ contains 0 (1 for the step ratio) is *not distinguishable*; with one seed there 
 interval. A run whose last experiment stopped at the epoch cap below the train-accuracy
 threshold is *capped*: its accuracy and steps are the cap's, and the verdict says so.
 
-The summary (:mod:`.summary`), the plot (:mod:`.plot`) and the published blocks
-(:mod:`.publish`) all take their differences from here.
+The summary (:mod:`.summary`), the plot (:mod:`.plot`) and the published blocks (rendered by
+the repository's ``scripts/render/``) all take their differences and the methods' names
+(:data:`LABELS`) from here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .methods import BUILTIN
+
 __all__ = [
+    "LABELS",
     "LEVEL",
     "Comparison",
     "Interval",
@@ -35,6 +39,10 @@ __all__ = [
 
 #: The confidence level of every interval.
 LEVEL = 0.95
+
+#: Each built-in method's name in verdicts, tables and plots, from its ``Method.label``.
+#: Other methods show their name.
+LABELS: dict[str, str] = {name: method.label for name, method in BUILTIN.items()}
 
 
 def _t_two_sided(t: float, df: int) -> float:
@@ -237,6 +245,7 @@ class Comparison:
 
 
 def _verdict(iv: Interval, null: float, above: str, below: str) -> str:
+    """``above``/``below`` when the interval excludes ``null`` on that side, else what it cannot say."""
     inside = iv.contains(null)
     if inside is None:
         return "one seed: no interval"
@@ -246,12 +255,12 @@ def _verdict(iv: Interval, null: float, above: str, below: str) -> str:
 
 
 def _label(method: str) -> str:
-    from .summary import LABELS
-
+    """A method's name in the verdicts: its label if built in, else the name itself."""
     return LABELS.get(method, method)
 
 
 def _last(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Each run's record of its last experiment, keyed by ``(method, optimizer, seed)``."""
     out: dict[tuple[str, str, int], dict[str, Any]] = {}
     for r in records:
         key = (r["method"], r["optimizer"], int(r["seed"]))
@@ -338,10 +347,12 @@ def compare(
 
 
 def _signed(x: float, digits: int) -> str:
+    """A signed number with a true minus sign."""
     return f"{x:+.{digits}f}".replace("-", "−")
 
 
 def _bracket(iv: Interval, digits: int, signed: bool) -> str:
+    """`` [low, high]``, or nothing without an interval."""
     if iv.low is None or iv.high is None:
         return ""
     fmt = (lambda v: _signed(v, digits)) if signed else (lambda v: f"{v:.{digits}f}".replace("-", "−"))
@@ -349,6 +360,7 @@ def _bracket(iv: Interval, digits: int, signed: bool) -> str:
 
 
 def _cap_note(c: Comparison, max_epochs: int | None) -> str:
+    """The warning appended to a verdict whose runs stopped at the epoch cap ('' if none did)."""
     if not c.capped:
         return ""
     cap = f"the {max_epochs}-epoch cap" if max_epochs is not None else "the epoch cap"

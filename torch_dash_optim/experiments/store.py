@@ -86,6 +86,7 @@ class CorruptRunError(ValueError):
 
 
 def _read_json(path: Path, fix: str) -> Any:
+    """Read a JSON file; one that cannot be parsed is a :class:`CorruptRunError` naming it and ``fix``."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -12,12 +12,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .config import OPTIMIZERS
-from .methods import BUILTIN
-from .stats import capped
+from .methods import BUILTIN, KIND_LABELS, LAYER_KINDS
+from .stats import LABELS, capped
 
 __all__ = [
     "FACTOR_STATS",
-    "LABELS",
     "METRICS",
     "factor_markdown",
     "factor_summary",
@@ -34,10 +33,6 @@ METRICS: tuple[tuple[str, str, bool], ...] = (
     ("avg_acc", "Test acc, avg over experiments (%)", True),
     ("avg_steps", "Steps, avg over experiments", False),
 )
-
-#: Each built-in method's label in tables and plots, taken from ``Method.label``.
-#: Other methods show their name.
-LABELS: dict[str, str] = {name: method.label for name, method in BUILTIN.items()}
 
 #: The per-kind factor statistics averaged by :func:`factor_summary`.
 FACTOR_STATS: tuple[str, ...] = ("at_floor", "mean", "q10", "q25", "q50", "q75", "q90")
@@ -93,6 +88,7 @@ def method_order(names: Iterable[str]) -> list[str]:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population std (ddof=0)."""
     mean = sum(values) / len(values)
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
@@ -135,6 +131,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[s
 
 
 def _cell(stats: dict[str, Any] | None, name: str, is_acc: bool, flag: str = "") -> str:
+    """One cell, ``mean (std)`` (accuracy in percent), ``-`` without data."""
     if stats is None:
         return "-"
     mean, std = stats[name]
@@ -275,12 +272,9 @@ def factor_markdown(records: Iterable[dict[str, Any]]) -> str:
     >>> print(factor_markdown(recs).splitlines()[2])
     | SGD | Linear weights | 4 | 50.0 | 0.50 | 0.30 | 0.40 | 0.90 |
     """
-    from .methods import LAYER_KINDS
-
     stats = factor_summary(records)
     if not stats:
         return ""
-    names = {"conv": "Conv kernels", "linear": "Linear weights", "bias": "Biases"}
     lines = [
         "| Optimizer | Layer kind | Units | At floor (%) | Mean factor | 10% quantile | Median | 90% quantile |",
         "|---|---|---|---|---|---|---|---|",
@@ -291,7 +285,7 @@ def factor_markdown(records: Iterable[dict[str, Any]]) -> str:
             if row is None:
                 continue
             lines.append(
-                f"| {opt.upper()} | {names[kind]} | {row['units']} | {100 * row['at_floor']:.1f} | "
+                f"| {opt.upper()} | {KIND_LABELS[kind]} | {row['units']} | {100 * row['at_floor']:.1f} | "
                 f"{row['mean']:.2f} | {row['q10']:.2f} | {row['q50']:.2f} | {row['q90']:.2f} |"
             )
     n = sorted({row["n"] for row in stats.values()})

@@ -39,17 +39,8 @@ def check_pass_options(batch_size: Any, pass_loader: Any) -> None:
 
 
 def pass_batch_size(batch_size: int | str | None, grown_by: int | None, default: int | None) -> int | None:
-    """The batch size of the gradient pass.
-
-    ``batch_size`` if it is an int; with ``"chunk"``, the number of new examples
-    (``grown_by``), or ``default`` when the call is not due to growth; with None, ``default``
-    (the training batch size).
-
-    Examples
-    --------
-    >>> pass_batch_size("chunk", 16, 8), pass_batch_size("chunk", None, 8), pass_batch_size(None, 16, 8)
-    (16, 8, 8)
-    """
+    """The pass's batch size: an int as given; ``"chunk"``: the new examples (``grown_by``) or else ``default``;
+    None: ``default``."""
     if batch_size == CHUNK:
         return grown_by if grown_by else default
     return batch_size if batch_size is not None else default  # type: ignore[return-value]
@@ -58,11 +49,7 @@ def pass_batch_size(batch_size: int | str | None, grown_by: int | None, default:
 def replay_loader(
     loader: Any, *, batch_size: int | None, num_workers: int = 0, collate_fn: Any = None, who: str
 ) -> DataLoader:
-    """A ``shuffle=False`` loader over ``loader``'s whole dataset, in the dataset's order.
-
-    The dataset's order is its index order: a dataset that grows by appending (a
-    ``ConcatDataset``, a growing index list) puts the new data last, as DASH wants.
-    """
+    """A ``shuffle=False`` loader over ``loader``'s whole dataset, in index order (appended data last)."""
     dataset: Dataset | None = getattr(loader, "dataset", None)
     if dataset is None or dataset_size(loader) is None:
         raise TypeError(
@@ -79,14 +66,7 @@ def replay_loader(
 
 
 class Mapped:
-    """``fn`` applied to every batch of ``loader``; has ``len`` when the loader has one.
-
-    Examples
-    --------
-    >>> batches = Mapped([1, 2, 3], lambda b: b * 10)
-    >>> list(batches), len(batches)
-    ([10, 20, 30], 3)
-    """
+    """``fn`` applied to every batch of ``loader``; has ``len`` when the loader has one."""
 
     def __init__(self, loader: Iterable[Any], fn: Callable[[Any], Any]) -> None:
         self.loader = loader

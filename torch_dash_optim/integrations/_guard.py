@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .._nesting import describe, optimizer_chain
-from ..chain import find_dash
+from ..wrapper import find_dash
 
 __all__ = ["PassSteppedError", "guard_others"]
 
@@ -43,8 +43,7 @@ def guard_others(
 ) -> Iterator[None]:
     """While the pass runs, refuse every step of ``optimizers`` other than ``dash``'s and of ``schedulers``.
 
-    Gradients and ``requires_grad`` of the parameters that ``dash`` does not hold are saved
-    and put back at the end (the pass restores those of its own parameters itself).
+    The gradients and ``requires_grad`` of the parameters ``dash`` does not hold are put back at the end.
     """
     own = {id(p) for g in dash.param_groups for p in g["params"]}
     others: list[tuple[int, Any]] = []

@@ -32,10 +32,10 @@ from ._data import ConvertedCollate, Mapped, check_pass_options, dataset_size, p
 
 _pl = require("lightning.pytorch", "lightning", "torch_dash_optim.integrations.lightning")
 
+from .._checks import check_losses as _check_losses  # noqa: E402
 from .._nesting import describe, optimizer_chain  # noqa: E402
-from ..chain import find_dash  # noqa: E402
 from ..report import DASHReport  # noqa: E402
-from ..wrapper import DASHWrapper, _check_losses  # noqa: E402
+from ..wrapper import DASHWrapper, find_dash  # noqa: E402
 from ._guard import guard_others  # noqa: E402
 
 #: The attribute of the ``LightningModule`` that keeps the size of the training data it has

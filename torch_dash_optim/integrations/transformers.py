@@ -32,9 +32,9 @@ from ._data import check_pass_options, dataset_size, pass_batch_size, replay_loa
 
 _tf = require("transformers", "hf", "torch_dash_optim.integrations.transformers")
 
-from ..chain import find_dash  # noqa: E402
+from .._checks import check_losses as _check_losses  # noqa: E402
 from ..report import DASHReport  # noqa: E402
-from ..wrapper import _check_losses  # noqa: E402
+from ..wrapper import find_dash  # noqa: E402
 
 #: The model attribute that keeps the size of the training data it has been trained on.
 SEEN_ATTRIBUTE = "_dash_data_seen"

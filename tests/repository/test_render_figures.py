@@ -1,0 +1,23 @@
+"""scripts/render/figures.py: the published figures are drawn from the results folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.render import figures
+
+from ._render_folders import CNN_DIR, MLP_DIR
+
+
+def test_figures_are_drawn(at: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(figures, "FIGURES", {"results": CNN_DIR, "factors": {"CNN": CNN_DIR, "MLP": MLP_DIR}})
+    paths = figures.draw_figures(tmp_path)
+    assert [p.name for p in paths] == ["warmstart-results.png", "warmstart-factors.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_the_default_folder_is_the_docs_static_folder() -> None:
+    assert figures.STATIC == figures.ROOT / "docs" / "_static"
+    assert (figures.STATIC / "warmstart-results.png").exists()
