@@ -409,8 +409,9 @@ def _mend_viewcode_backlinks(app: object, pagename: str, templatename: str, cont
         found.sort(key=lambda key: objects[key].docname != linked)  # the linked page first
         if not found:
             return m.group(0)
-        target = app.builder.get_relative_uri(pagename, objects[found[0]].docname)
-        return f'{m.group(1)}"{target}#{found[0]}"'
+        entry = objects[found[0]]  # an alias (a :canonical: name) points at its object's anchor
+        target = app.builder.get_relative_uri(pagename, entry.docname)
+        return f'{m.group(1)}"{target}#{entry.node_id}"'
 
     context["body"] = re.sub(r'(<a class="viewcode-back" href=)"([^"#]*)#([^"]+)"', mend, context["body"])
 

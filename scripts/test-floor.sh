@@ -9,8 +9,8 @@ python3 -m venv .venv-floor
 .venv-floor/bin/python -m pip install -q torch==2.13.0 numpy pytest hypothesis
 .venv-floor/bin/python -m pip install -q --no-deps -e .
 .venv-floor/bin/python -c "import torch; print('floor check on torch', torch.__version__)"
-# The core: everything but the experiment harness, the docs (and their snippets), the examples, the benchmarks and
-# the integrations (each needs an extra).
+# The core: everything but the experiment harness, the integrations (each needs an extra) and the checks of the
+# repository itself (docs, examples, benchmarks, published numbers: they need the dev extras and are run by the
+# main suite).
 .venv-floor/bin/python -m pytest -q -p no:cacheprovider -o addopts="-ra" tests \
-    --ignore=tests/experiments --ignore=tests/integrations --ignore=tests/repository/test_docs.py \
-    --ignore=tests/repository/test_examples.py --ignore=tests/repository/test_benchmarks_smoke.py --ignore=tests/repository/test_docs_snippets.py
+    --ignore=tests/experiments --ignore=tests/integrations --ignore=tests/repository

@@ -2,7 +2,7 @@
 
 Nothing here imports ``torch_dash_optim``: per-batch gradients come from ``torch.autograd.grad``
 on a float64 copy of the model, the EMA is an explicit loop, and each unit's cosine, clamp and
-multiply are spelled out. The rules it encodes (README, "Options"; ``selection.py``):
+multiply are spelled out. The rules it encodes (README, "Options"; ``units.py``, ``selection.py``):
 
 * direction: :math:`G_0 = 0,\\; G_i = (1-\\alpha) G_{i-1} + \\alpha(-g_i)` over the batches in
   order, no bias correction; a parameter no batch reached is left alone;

@@ -204,3 +204,90 @@ def test_fire_checks_its_arguments() -> None:
         fire_(nn.Linear(2, 2), iterations=-1)
     with pytest.raises(ValueError, match="2-D matrix"):
         newton_schulz(torch.ones(3))
+
+
+# -- issue 27: FIRE's mixing weight alpha, as in the official code's first release -----------------
+
+
+def _official_fire(model: nn.Module, alpha: float, iteration: int) -> None:
+    """``fire(model, alpha, iteration)`` of github.com/isaac7778/FIRE, vision/interventions/fire.py at
+    commit 7d6e191 (numpy's sqrt as math's), the one release that took ``alpha``."""
+
+    def ns(matrix: torch.Tensor, num_iters: int) -> torch.Tensor:
+        a, b = (1.5, -0.5)
+        do_transpose = matrix.size(1) > matrix.size(0)
+        x = matrix.T if do_transpose else matrix
+        x = x / x.norm()
+        for _ in range(num_iters):
+            x = a * x + b * x @ (x.T @ x)
+        return x.T if do_transpose else x
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                weight_matrix = m.weight.data.detach().clone()
+                if weight_matrix.ndim == 4:
+                    ortho = torch.zeros_like(weight_matrix)
+                    for i in range(weight_matrix.shape[2]):
+                        for j in range(weight_matrix.shape[3]):
+                            ortho[:, :, i, j] = ns(weight_matrix[:, :, i, j], iteration)
+                else:
+                    ortho = ns(weight_matrix, iteration)
+                kernel_size = weight_matrix.shape[2] * weight_matrix.shape[3] if weight_matrix.ndim == 4 else 1.0
+                ortho *= (weight_matrix.shape[0] / weight_matrix.shape[1]) ** 0.5 / kernel_size
+                m.weight.data = alpha * ortho + (1 - alpha) * weight_matrix
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.7, 1.0])
+def test_fire_alpha_mixes_as_the_official_code(alpha: float) -> None:
+    torch.manual_seed(0)
+    model = _net()
+    reference = _net()
+    reference.load_state_dict(model.state_dict())
+    assert fire_(model, iterations=6, alpha=alpha) == ["0.weight", "3.weight", "5.weight"]
+    _official_fire(reference, alpha, 6)
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_fire_default_alpha_is_the_published_fire_bit_for_bit() -> None:
+    torch.manual_seed(0)
+    model, again = _net(), _net()
+    again.load_state_dict(model.state_dict())
+    fire_(model)
+    fire_(again, alpha=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_fire_alpha_zero_leaves_the_weights() -> None:
+    torch.manual_seed(0)
+    model = _net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fire_(model, alpha=0)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, True, "1", float("nan")])
+def test_fire_refuses_an_alpha_outside_zero_one(alpha) -> None:
+    layer = nn.Linear(3, 3)
+    w = layer.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"alpha=.* must be a number in \[0, 1\]"):
+        fire_(layer, alpha=alpha)
+    assert torch.equal(layer.weight, w)
+
+
+def test_a_weight_two_layers_share_is_changed_once() -> None:
+    """Shrink & Perturb shrank a shared weight once per layer (lambda squared), and FIRE mixed it twice."""
+    torch.manual_seed(0)
+    first, second = nn.Linear(4, 4), nn.Linear(4, 4)
+    second.weight = first.weight  # tied, as in a weight-shared block
+    model = nn.Sequential(first, nn.ReLU(), second)
+    w = first.weight.detach().clone()
+    assert shrink_perturb_(model, shrink=0.5, sigma=0.0) == 3  # the shared weight and two biases
+    assert torch.equal(first.weight, 0.5 * w)
+    reference = nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        reference.weight.copy_(first.weight)
+    assert fire_(model, alpha=0.5) == ["0.weight"]
+    fire_(reference, alpha=0.5)
+    assert torch.equal(first.weight, reference.weight)

@@ -103,8 +103,8 @@ def test_the_package_exports_the_users_names() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["amp", "baselines", "distributed", "functional", "gather", "report", "sam", "selection", "state_policy",
-     "tolerance", "wrapper"],  # fmt: skip
+    ["amp", "baselines", "distributed", "functional", "gather", "names", "ranks", "report", "sam", "selection",
+     "state_policy", "tolerance", "units", "wrapper"],  # fmt: skip
 )
 def test_submodules_are_attributes_without_a_warning_and_are_listed(name: str) -> None:
     with warnings.catch_warnings():

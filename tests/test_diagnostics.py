@@ -1,4 +1,7 @@
-"""Plasticity diagnostics: each figure against its formula, and nothing left behind."""
+"""Plasticity diagnostics: each figure against its formula, and nothing left behind.
+
+The rank formulas on their own are tested in ``tests/test_ranks.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,105 +10,14 @@ import math
 import pytest
 import torch
 from _snapshot import assert_unchanged, snapshot
+from _spectra import entropy_rank, with_singular_values
 from torch import nn
 
-from torch_dash_optim import DASHWrapper
-from torch_dash_optim.diagnostics import (
-    CosineStats,
-    Diagnostics,
-    diagnose,
-    dormant_scores,
-    effective_rank,
-    feature_rank,
-    stable_rank,
-)
+from torch_dash_optim import DASHWrapper, diagnostics, ranks
+from torch_dash_optim.diagnostics import CosineStats, Diagnostics, diagnose, dormant_scores
 
 
-def _entropy_rank(sigma: list[float]) -> float:
-    """Roy and Vetterli's effective rank, by hand."""
-    total = sum(sigma)
-    p = [s / total for s in sigma if s > 0]
-    return math.exp(-sum(x * math.log(x) for x in p))
-
-
-def _with_singular_values(sigma: list[float], rows: int, cols: int, seed: int = 0) -> torch.Tensor:
-    """U diag(sigma) V^T with random orthonormal U (rows x k) and V (cols x k), in float64."""
-    gen = torch.Generator().manual_seed(seed)
-    k = len(sigma)
-    u = torch.linalg.qr(torch.randn(rows, k, generator=gen, dtype=torch.float64))[0]
-    v = torch.linalg.qr(torch.randn(cols, k, generator=gen, dtype=torch.float64))[0]
-    return (u * torch.tensor(sigma, dtype=torch.float64)) @ v.T
-
-
-# -- the formulas on fixed matrices ---------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("diag", "expected"),
-    [
-        ([3.0, 1.0], _entropy_rank([3.0, 1.0])),
-        ([1.0, 1.0, 1.0, 1.0], 4.0),
-        ([2.0, 2.0, 0.0, 0.0], 2.0),
-        ([5.0, 0.0, 0.0], 1.0),
-        ([4.0, 2.0, 1.0, 1.0], _entropy_rank([4.0, 2.0, 1.0, 1.0])),
-    ],
-)
-def test_effective_rank_of_diagonal_matrices(diag, expected):
-    assert effective_rank(torch.diag(torch.tensor(diag))) == pytest.approx(expected, rel=1e-6)
-
-
-def test_effective_rank_hand_value():
-    # p = (3/4, 1/4): H = -(0.75 ln 0.75 + 0.25 ln 0.25) = 0.5623351446..., exp(H) = 1.7547654...
-    assert effective_rank(torch.diag(torch.tensor([3.0, 1.0]))) == pytest.approx(1.7547653, rel=1e-6)
-
-
-def test_stable_rank_of_diagonal_matrices():
-    assert stable_rank(torch.diag(torch.tensor([3.0, 1.0]))) == pytest.approx(10 / 9)
-    assert stable_rank(torch.diag(torch.tensor([2.0, 2.0, 2.0]))) == pytest.approx(3.0)
-    assert stable_rank(torch.diag(torch.tensor([4.0, 2.0, 0.0]))) == pytest.approx(20 / 16)
-
-
-def test_ranks_of_a_zero_matrix_are_zero_and_of_nan_are_nan():
-    assert effective_rank(torch.zeros(3, 4)) == 0.0
-    assert stable_rank(torch.zeros(3, 4)) == 0.0
-    assert feature_rank(torch.zeros(5, 3)) == 0
-    bad = torch.eye(3)
-    bad[0, 1] = math.nan
-    assert math.isnan(effective_rank(bad)) and math.isnan(stable_rank(bad))
-    with pytest.raises(ValueError, match="inf or NaN"):
-        feature_rank(bad)
-
-
-def test_ranks_of_a_rectangular_rank_deficient_matrix_match_its_singular_values():
-    """Zero singular values must not leak in: the Gram is taken in float64."""
-    sigma = [9.0, 5.0, 3.0, 1.0, 0.5]
-    w = _with_singular_values(sigma, 200, 300).float()
-    assert effective_rank(w) == pytest.approx(_entropy_rank(sigma), rel=1e-4)
-    assert effective_rank(w.T) == pytest.approx(_entropy_rank(sigma), rel=1e-4)
-    assert stable_rank(w) == pytest.approx(sum(s * s for s in sigma) / 81.0, rel=1e-5)
-    w = torch.randn(30, 50)
-    assert stable_rank(w) == pytest.approx(
-        float(torch.linalg.matrix_norm(w, "fro") ** 2 / torch.linalg.matrix_norm(w, 2) ** 2), rel=1e-5
-    )
-
-
-def test_a_conv_weight_is_read_as_out_by_in_times_kernel():
-    w = torch.zeros(2, 1, 2, 2)
-    w[0, 0, 0, 0] = 3.0  # rows orthogonal, norms 3 and 1
-    w[1, 0, 1, 1] = 1.0
-    assert effective_rank(w) == pytest.approx(_entropy_rank([3.0, 1.0]), rel=1e-6)
-    assert stable_rank(w) == pytest.approx(10 / 9)
-
-
-@pytest.mark.parametrize(
-    ("delta", "expected"),
-    # sigma = 8, 4, 2, 1, 0.5, 0.25: sum 15.75, cumulative 8, 12, 14, 15, 15.5, 15.75;
-    # (1 - delta) * 15.75 = 15.5925, 15.435, 14.9625, 14.175, 13.86, 11.025, 7.875
-    [(0.01, 6), (0.02, 5), (0.05, 4), (0.1, 4), (0.12, 3), (0.3, 2), (0.5, 1)],
-)
-def test_feature_rank_of_features_with_known_singular_values(delta, expected):
-    phi = _with_singular_values([8.0, 4.0, 2.0, 1.0, 0.5, 0.25], 64, 12).float()
-    assert feature_rank(phi, delta) == expected
-
-
+# -- the formulas on fixed values -----------------------------------------------------------------
 def test_dormant_scores_by_hand():
     mean_abs = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0, 0.05])
     mean = 3.05 / 6
@@ -230,16 +142,16 @@ def test_weight_figures_in_the_pass_follow_the_formulas():
         model[2].weight.zero_()
         model[2].weight[:4, :4] = torch.diag(torch.tensor([4.0, 2.0, 1.0, 1.0]))
     d = diagnose(model, [torch.randn(2, 1, 4, 4)]).to_dict()
-    assert d["effective_rank/0.weight"] == pytest.approx(_entropy_rank([3.0, 1.0]), rel=1e-6)
+    assert d["effective_rank/0.weight"] == pytest.approx(entropy_rank([3.0, 1.0]), rel=1e-6)
     assert d["stable_rank/0.weight"] == pytest.approx(10 / 9)
-    assert d["effective_rank/2.weight"] == pytest.approx(_entropy_rank([4.0, 2.0, 1.0, 1.0]), rel=1e-6)
+    assert d["effective_rank/2.weight"] == pytest.approx(entropy_rank([4.0, 2.0, 1.0, 1.0]), rel=1e-6)
     assert d["stable_rank/2.weight"] == pytest.approx(22 / 16)
     assert d["norm/0.weight"] == pytest.approx(math.sqrt(10))
     assert d["norm/2.weight"] == pytest.approx(math.sqrt(22))
     assert d["norm/2.bias"] == pytest.approx(float(model[2].bias.detach().norm()))
     norms = [d[k] for k in d if k.startswith("norm/")]
     assert d["norm"] == pytest.approx(math.sqrt(sum(n * n for n in norms)))
-    assert d["effective_rank_ratio"] == pytest.approx((_entropy_rank([3, 1]) / 2 + _entropy_rank([4, 2, 1, 1]) / 4) / 2)
+    assert d["effective_rank_ratio"] == pytest.approx((entropy_rank([3, 1]) / 2 + entropy_rank([4, 2, 1, 1]) / 4) / 2)
 
 
 def _identity_then_head(dim: int) -> nn.Sequential:
@@ -252,12 +164,12 @@ def _identity_then_head(dim: int) -> nn.Sequential:
 
 
 def test_feature_rank_of_the_penultimate_features_with_known_singular_values():
-    phi = _with_singular_values([8.0, 4.0, 2.0, 1.0, 0.5, 0.25], 64, 12).float()
+    phi = with_singular_values([8.0, 4.0, 2.0, 1.0, 0.5, 0.25], 64, 12).float()
     model = _identity_then_head(12)
     d = diagnose(model, list(phi.split(16)))  # four batches of 16 rows
     f = d.features
     assert (f.module, f.rows, f.dim, f.rank, f.delta) == ("1", 64, 12, 6, 0.01)
-    assert f.effective_rank == pytest.approx(_entropy_rank([8.0, 4.0, 2.0, 1.0, 0.5, 0.25]), rel=1e-4)
+    assert f.effective_rank == pytest.approx(entropy_rank([8.0, 4.0, 2.0, 1.0, 0.5, 0.25]), rel=1e-4)
     assert diagnose(model, list(phi.split(16)), delta=0.12).features.rank == 3
     assert d.to_dict()["feature_rank"] == 6.0
 
@@ -517,3 +429,36 @@ def test_an_empty_loader_is_refused():
         diagnose(_dead_mlp(), [])
     with pytest.raises(ValueError, match="no batch"):
         diagnose(_dead_mlp(), [], batch_loss=lambda m, b: m(b).sum())
+
+
+class _Attention(nn.Module):
+    """Self-attention over 4 tokens, then a linear head: in_proj_bias has three units (its q, k, v thirds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.attn(x, x, x, need_weights=False)[0].mean(1))
+
+
+def test_cosines_follow_the_unit_rules_of_attention():
+    torch.manual_seed(0)
+    model = _Attention()
+    gen = torch.Generator().manual_seed(2)
+    data = [(torch.randn(5, 4, 8, generator=gen), torch.randint(0, 3, (5,), generator=gen)) for _ in range(2)]
+    d = diagnose(model, data, loss_fn=nn.CrossEntropyLoss())
+    report = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model,
+                         loss_fn=nn.CrossEntropyLoss()).on_new_data(data)  # fmt: skip
+    assert "attn.in_proj_bias" in report.factors
+    assert d.cosine_stats()["attn.in_proj_bias"].units == 3  # one per q, k, v third, as the wrapper's units
+    for name, factor in report.factors.items():
+        torch.testing.assert_close(d.cosines[name].clamp(0.3, 1.0).expand_as(factor), factor, rtol=0, atol=2e-6)
+
+
+def test_the_rank_functions_keep_their_former_path_in_diagnostics():
+    # defined in ranks since the split of diagnostics; still importable from diagnostics
+    for name in ranks.__all__:
+        assert getattr(diagnostics, name) is getattr(ranks, name), name
+        assert name in diagnostics.__all__, name

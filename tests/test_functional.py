@@ -146,3 +146,41 @@ def test_shrink_keeps_tensor_identity_and_checks_lengths():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match=r"shapes differ: \(2, 3\) and \(3, 2\)"):
         F.cosine_per_unit(torch.ones(2, 3), torch.ones(3, 2), (1,))
+
+
+def test_unit_dims_along_another_axis():
+    assert F.unit_dims(2, axis=1) == (0,)  # a weight stored (in, out): per column
+    assert F.unit_dims(2, "neuron", axis=-1) == (0,)
+    assert F.unit_dims(4, axis=1) == (2, 3)  # ConvTranspose2d (in, out, k, k): per kernel slice
+    assert F.unit_dims(4, "neuron", axis=1) == (0, 2, 3)  # per output filter
+    assert F.unit_dims(4, "tensor", axis=1) == (0, 1, 2, 3)
+    assert F.unit_dims(3, "kernel", axis=2) == (0, 1)  # no kernel slice along a third axis: per slice
+    assert F.unit_dims(1, "kernel", axis=None) == (0,)
+    assert F.unit_dims(2, "neuron", axis=None) == (0, 1)  # the whole tensor, whatever the granularity
+    with pytest.raises(ValueError, match="axis=2 is not a dimension of a 2-dim tensor"):
+        F.unit_dims(2, axis=2)
+
+
+def test_groups_cut_units_at_the_blocks_of_dim_0():
+    g = torch.Generator().manual_seed(0)
+    w, d = torch.randn(12, generator=g), torch.randn(12, generator=g)
+    f = F.dash_factors(w, d, (0,), 0.0, groups=3)
+    assert f.shape == (12,)  # repeated within each block: it broadcasts against the tensor
+    for k in range(3):
+        block = slice(4 * k, 4 * k + 4)
+        ref = factors_reference(w[block], d[block], (0,), 0.0).float()
+        torch.testing.assert_close(f[block], ref.expand(4), rtol=2e-6, atol=2e-6)
+    # a 4-D weight (in, out/g, k, k) of a grouped ConvTranspose: per output channel of each group
+    w, d = torch.randn(4, 3, 2, 2, generator=g), torch.randn(4, 3, 2, 2, generator=g)
+    f = F.dash_factors(w, d, (0, 2, 3), 0.0, groups=2)
+    assert f.shape == (4, 3, 1, 1)
+    for block in (slice(0, 2), slice(2, 4)):
+        ref = factors_reference(w[block], d[block], (0, 2, 3), 0.0).float()
+        torch.testing.assert_close(f[block], ref.expand(2, 3, 1, 1), rtol=2e-6, atol=2e-6)
+    # units that lie within a row of dim 0 do not care about the blocks
+    assert torch.equal(F.dash_factors(w, d, (2, 3), 0.3, groups=2), F.dash_factors(w, d, (2, 3), 0.3))
+    w.mul_(f)  # broadcasts
+    with pytest.raises(ValueError, match=r"groups=5 does not divide dim 0 of a tensor of shape \(4, 3, 2, 2\)"):
+        F.dash_factors(w, d, (0,), 0.3, groups=5)
+    with pytest.raises(ValueError, match="groups must be a positive int"):
+        F.cosine_per_unit(w, d, (0,), groups=0)

@@ -216,3 +216,40 @@ def test_float16_losses_and_parameters_decay_the_gradients_every_batch(monkeypat
         monkeypatch, list(half.parameters()), hdata, lambda b: TF.cross_entropy(half(b[0]).float(), b[1])
     )
     assert n_half == len(data)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dims"),
+    [
+        ((16, 48), (0,)),  # GPT-2's Conv1D weight (in, out): one unit per column
+        ((3000, 50), (0,)),  # columns summed over several chunks of rows
+        ((7, 70000), (0,)),  # more columns than a chunk holds
+        ((300, 300), (0, 1)),  # one unit larger than a chunk: summed by columns, chunk by chunk
+        ((4, 6, 3), (0, 1)),  # leading dims of a 3-D tensor
+    ],
+)
+def test_units_over_the_leading_dims_take_the_fast_path(shape, dims, monkeypatch):
+    g = torch.Generator().manual_seed(2)
+    w, d = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    d.view(-1)[: w.numel() // 2] = w.view(-1)[: w.numel() // 2]
+    fallback = []
+    real = F.dash_factors
+    monkeypatch.setattr(F, "dash_factors", lambda *a, **k: fallback.append(a) or real(*a, **k))
+    (f,) = F.dash_factors_many([w], [d], [dims], 0.1)
+    assert fallback == []  # no fallback: the fast path took it
+    torch.testing.assert_close(f, _reference(w, d, dims, 0.1), rtol=2e-6, atol=2e-6)
+
+
+def test_grouped_factors_with_blocks_of_dim_0_equal_the_plain_function():
+    g = torch.Generator().manual_seed(3)
+    shapes_dims_groups = [((24,), (0,), 3), ((24, 8), (0, 1), 3), ((24, 8), (1,), 3), ((4, 3, 2, 2), (0, 2, 3), 2)]
+    ws = [torch.randn(s, generator=g) for s, _, _ in shapes_dims_groups]
+    ds = [torch.randn(s, generator=g) for s, _, _ in shapes_dims_groups]
+    dims = [dm for _, dm, _ in shapes_dims_groups]
+    groups = [k for _, _, k in shapes_dims_groups]
+    got = F.dash_factors_many(ws, ds, dims, 0.0, groups=groups)
+    for w, d, dm, k, f in zip(ws, ds, dims, groups, got, strict=True):
+        torch.testing.assert_close(f, F.dash_factors(w, d, dm, 0.0, groups=k), rtol=2e-6, atol=2e-6)
+        w.mul_(f)  # each broadcasts against its weight
+    with pytest.raises(ValueError, match="got 1 weights but 2 groups"):
+        F.dash_factors_many(ws[:1], ds[:1], dims[:1], 0.3, groups=[1, 1])

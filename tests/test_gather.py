@@ -267,3 +267,48 @@ def test_a_clipping_hook_on_an_activation_sees_each_batch_gradient(alpha):
     res = gather_direction(params, data, _loss(model), alpha=alpha, model=model)
     for d, e in zip(res.directions, expected):
         torch.testing.assert_close(d, e, rtol=1e-5, atol=1e-9)
+
+
+# -- issue 25: buffers a forward resizes in place --------------------------------------------------
+
+
+class _Resizing(nn.Module):
+    """Resizes its buffers in place in forward, as the per-channel observers of a fresh QAT model do; one is
+    also held under a second name (observers share tensors), one is a non-contiguous view."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 4)
+        self.register_buffer("empty", torch.zeros(0))
+        self.register_buffer("scale", torch.ones(1))
+        self.register_buffer("table", torch.arange(6.0).reshape(2, 3).t())
+        self.same_scale = self.scale
+
+    def forward(self, x):
+        out = self.lin(x)
+        self.empty.resize_(4).copy_(out.detach().amin(0))
+        self.scale.resize_(4).fill_(2.0)
+        self.table.resize_(7).fill_(3.0)
+        return out
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["success", "failure"])
+def test_buffers_resized_in_forward_get_their_shape_storage_and_values_back(fails):
+    torch.manual_seed(0)
+    model = _Resizing()
+    data = [(torch.randn(5, 3), torch.randint(0, 4, (5,))) for _ in range(3)]
+    layout = {n: (b, b.shape, b.stride(), b.storage_offset()) for n, b in model.named_buffers()}
+    before = snapshot(model)
+    params = list(model.parameters())
+    if fails:
+        with pytest.raises(_Boom):
+            gather_direction(params, _failing_loader(data, 2), _loss(model), model=model)
+        assert_unchanged(before, model)
+    else:
+        gather_direction(params, data, _loss(model), model=model)
+        assert_unchanged(before, model, weights=False)
+    for name, (tensor, shape, stride, offset) in layout.items():
+        b = dict(model.named_buffers())[name]
+        assert b is tensor and (b.shape, b.stride(), b.storage_offset()) == (shape, stride, offset), name
+    assert model.same_scale is model.scale and torch.equal(model.scale, torch.ones(1))
+    assert torch.equal(model.table, torch.arange(6.0).reshape(2, 3).t())

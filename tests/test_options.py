@@ -189,3 +189,59 @@ def test_per_group_overrides_use_the_dash_prefixed_keys():
     sgd = torch.optim.SGD([{"params": model.parameters(), "lambd": 0.5}], lr=0.1)
     with pytest.raises(ValueError, match='rename "lambd" to "dash_lambd"'):
         DASHWrapper(sgd, model=model, loss_fn=nn.CrossEntropyLoss())
+
+
+# -- include= / exclude= ---------------------------------------------------------------------------
+
+
+def _by_name(**kw):
+    torch.manual_seed(0)
+    model = SmallCNN()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss(), **kw)
+    return model, opt, make_data(2)
+
+
+def test_the_wrappers_patterns_choose_the_layers_and_a_call_may_override_them():
+    model, opt, data = _by_name(exclude="fc*")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    report = opt.on_new_data(data)
+    assert set(report.factors) == {"conv1.weight", "conv1.bias", "conv2.weight"}
+    assert report.skipped["fc1.weight"] == report.skipped["fc2.weight"] == "excluded by exclude=['fc*']"
+    assert torch.equal(model.fc1.weight, before["fc1.weight"])  # left alone, bit for bit
+    assert "fc1.weight: excluded by exclude=['fc*']" in str(report)
+    # per call: include overrides the wrapper's include (None), exclude=() drops the wrapper's exclusions
+    report = opt.on_new_data(data, include=["fc1", "conv1.weight"], exclude=())
+    assert set(report.factors) == {"fc1.weight", "fc1.bias", "conv1.weight"}
+    assert report.skipped["conv2.weight"] == "not matched by include=['fc1', 'conv1.weight']"
+    report = opt.on_new_data(data)  # the wrapper's own patterns again
+    assert set(report.factors) == {"conv1.weight", "conv1.bias", "conv2.weight"}
+    assert opt.exclude == ("fc*",) and opt.include is None
+
+
+def test_a_bad_pattern_is_refused_before_anything_changes():
+    message = r"include='classifier\*' matches no parameter of the optimizer.*'conv1.weight'"
+    with pytest.raises(ValueError, match=message):
+        _by_name(include="classifier*")
+    model, opt, data = _by_name()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match="exclude='fc3' matches no parameter"):
+        opt.on_new_data(data, exclude=["fc1", "fc3"])
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert opt.num_dash_calls == 0
+
+
+def test_patterns_and_param_groups_work_together():
+    torch.manual_seed(0)
+    model = SmallCNN()
+    groups = [
+        {"params": list(model.conv1.parameters()), "dash": False},
+        {"params": list(model.conv2.parameters()) + list(model.bn.parameters()), "dash_lambd": 0.9},
+        {"params": list(model.fc1.parameters()) + list(model.fc2.parameters())},
+    ]
+    opt = DASHWrapper(torch.optim.SGD(groups, lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss(),
+                      include=["conv*", "fc1.*"], exclude="*.bias")
+    report = opt.on_new_data(make_data(2))
+    assert {p.name: p.lambd for p in report.params} == {"conv2.weight": 0.9, "fc1.weight": 0.3}
+    assert report.skipped["conv1.weight"] == 'excluded by its param group ("dash": False)'  # include cannot undo it
+    assert report.skipped["fc1.bias"] == "excluded by exclude=['*.bias']"
+    assert report.skipped["fc2.weight"] == "not matched by include=['conv*', 'fc1.*']"

@@ -64,3 +64,79 @@ def test_apply_to_fails_before_changing_anything():
         rebuilt.apply_to(ema)
     with pytest.raises(TypeError, match="must be a torch.nn.Module or a mapping"):
         report.apply_to([1, 2])
+
+
+class _Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(x))
+
+
+class _WithChildNamedModule(nn.Module):
+    """The audit's example: an encoder held as ``self.module`` (with its ``fc``) beside a head ``self.fc``."""
+
+    def __init__(self):
+        super().__init__()
+        self.module = _Encoder()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.module(x))
+
+
+def test_a_child_named_module_is_reported_and_applied_under_its_own_names():
+    torch.manual_seed(0)
+    model = _WithChildNamedModule()
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss(),
+                      lambd=0.1)
+    report = opt.on_new_data([(torch.randn(16, 4), torch.randint(0, 3, (16,)))])
+    names = [p.name for p in report.params]
+    assert names == ["module.fc.weight", "module.fc.bias", "fc.weight", "fc.bias"]  # distinct, none lost
+    assert len(report.factors) == 4
+    applied = report.apply_to(ema, strict=True)
+    assert sorted(applied) == sorted(f"module.{n}" for n in names)  # as the AveragedModel names them
+    for name, p in ema.module.named_parameters():  # every shrunk tensor of the EMA got its own factor
+        torch.testing.assert_close(p, before[name] * report.factors[name])
+        torch.testing.assert_close(p, dict(model.named_parameters())[name])
+
+
+def test_apply_to_a_state_dict_finds_the_one_prefix_common_to_all_names():
+    torch.manual_seed(0)
+    model = _WithChildNamedModule()
+    ema = AveragedModel(model)
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss(),
+                      lambd=0.1)
+    report = opt.on_new_data([(torch.randn(16, 4), torch.randint(0, 3, (16,)))])
+    weights = ema.state_dict()  # "n_averaged", "module.module.fc.weight", "module.fc.weight", ...
+    kept = {k: v.clone() for k, v in weights.items()}
+    applied = report.apply_to(weights)
+    # exact names would match module.fc.* to the wrong tensors and miss fc.*: the prefix "module." fits all
+    assert sorted(applied) == sorted(f"module.{n}" for n in report.factors)
+    for name, f in report.factors.items():
+        torch.testing.assert_close(weights[f"module.{name}"], kept[f"module.{name}"] * f)
+    partial = {k: kept[k].clone() for k in ("module.module.fc.weight", "module.fc.weight")}
+    with pytest.raises(KeyError, match=r"no tensor for the shrunk parameter 'module.fc.bias' \(nor under the prefix "
+                                       r"'module.' that matches the others\); matched 2 of 4 names"):
+        report.apply_to(partial)
+    assert sorted(report.apply_to(partial, strict=False)) == sorted(partial)
+
+
+def test_a_wrapper_module_that_is_not_known_is_matched_by_its_prefix():
+    class Ema(nn.Module):  # as timm's ModelEmaV3: the copy is a child called "module"
+        def __init__(self, model):
+            super().__init__()
+            self.module = copy.deepcopy(model)
+
+    model, _, report, before = _shrunk()
+    ema = Ema(nn.Sequential(*[copy.deepcopy(m) for m in model]))
+    for name, p in ema.module.named_parameters():
+        with torch.no_grad():
+            p.copy_(before[name])
+    assert sorted(report.apply_to(ema)) == sorted(f"module.{n}" for n in report.factors)
+    for name, p in ema.module.named_parameters():
+        torch.testing.assert_close(p, dict(model.named_parameters())[name])

@@ -1,4 +1,8 @@
-"""Which parameters are shrunk and how they are split into units."""
+"""Which parameters are shrunk: units per parameter, tied weights, groups, patterns, skip reasons.
+
+The unit rules by module type are tested in ``tests/test_units.py``, the names across wrapper
+modules in ``tests/test_names.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from torch_dash_optim import names, selection, units
 from torch_dash_optim.selection import select
+from torch_dash_optim.units import EMBEDDING_ROWS, Units
 
 
 def _groups(*params_or_groups):
@@ -16,14 +22,15 @@ def _groups(*params_or_groups):
 def test_conv_linear_weights_and_biases_only_with_their_units():
     model = nn.Sequential(
         nn.Conv1d(2, 3, 3), nn.Conv2d(3, 4, 3, bias=False), nn.Conv3d(4, 2, 1), nn.BatchNorm2d(4),
-        nn.Embedding(10, 4), nn.LayerNorm(4), nn.Linear(4, 6), nn.ConvTranspose2d(2, 2, 2),
+        nn.Embedding(10, 4), nn.LayerNorm(4), nn.Linear(4, 6), nn.ConvTranspose2d(2, 5, 2),
     )
     sel = select(_groups(model.parameters()), model, lambd=0.3, granularity="kernel")
     assert {t.name: t.dims for t in sel.targets} == {
         "0.weight": (2,), "0.bias": (0,), "1.weight": (2, 3), "2.weight": (2, 3, 4), "2.bias": (0,),
-        "6.weight": (1,), "6.bias": (0,),
+        "6.weight": (1,), "6.bias": (0,), "7.weight": (2, 3), "7.bias": (0,),
     }
-    assert set(sel.skipped) == {"3.weight", "3.bias", "4.weight", "5.weight", "5.bias", "7.weight", "7.bias"}
+    assert all(t.groups == 1 for t in sel.targets)
+    assert set(sel.skipped) == {"3.weight", "3.bias", "4.weight", "5.weight", "5.bias"}
     assert all(r == "not a Conv/Linear parameter" for r in sel.skipped.values())
 
 
@@ -34,14 +41,47 @@ def test_granularity_changes_weight_units_not_bias_units(gran, conv, lin):
     assert dims == {"0.weight": conv, "0.bias": (0,), "2.weight": lin, "2.bias": (0,)}
 
 
-def test_tied_weights_are_selected_once():
+def test_a_weight_tied_to_a_module_that_is_not_shrunk_is_left_alone_naming_both():
     emb = nn.Embedding(10, 4)
     head = nn.Linear(4, 10, bias=False)
     head.weight = emb.weight
     model = nn.Sequential(emb, head)
     sel = select(_groups(model.parameters()), model, lambd=0.3, granularity="kernel")
-    assert [t.name for t in sel.targets] == ["0.weight"]  # shrunk once, as the Linear weight
+    assert sel.targets == []
+    reason = sel.skipped["0.weight"]
+    assert reason.startswith("tied weight: shared by 1 (Linear) and by 0 (Embedding), which does not shrink it")
     assert len(sel.trainable) == 1
+
+
+def test_a_tied_weight_is_shrunk_once_when_all_its_modules_agree_on_its_units():
+    emb = nn.Embedding(10, 4)
+    head = nn.Linear(4, 10, bias=False)
+    head.weight = emb.weight
+    model = nn.Sequential(emb, head)
+    sel = select(_groups(model.parameters()), model, lambd=0.3, granularity="kernel",
+                 unit_rules={nn.Embedding: EMBEDDING_ROWS})
+    assert [(t.name, t.dims) for t in sel.targets] == [("0.weight", (1,))]  # rows, once
+
+
+def test_a_weight_tied_between_two_layouts_is_left_alone():
+    class InOut(nn.Module):  # stores its weight (in, out)
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(4, 4))
+
+    a, b = nn.Linear(4, 4, bias=False), InOut()
+    b.weight = a.weight
+    model = nn.ModuleDict({"a": a, "b": b})
+    rules = {InOut: {"weight": Units(axis=1)}}
+    sel = select(_groups(model.parameters()), model, lambd=0.3, granularity="kernel", unit_rules=rules)
+    assert sel.targets == []
+    assert sel.skipped["a.weight"] == (
+        "tied weight: shared by a (Linear), units over dims (1,) and b (InOut), units over dims (0,), whose units "
+        "differ; a tied weight is shrunk only when all its modules split it into the same units"
+    )
+    # under "tensor" both are one unit: they agree
+    sel = select(_groups(model.parameters()), model, lambd=0.3, granularity="tensor", unit_rules=rules)
+    assert [(t.name, t.dims) for t in sel.targets] == [("a.weight", (0, 1))]
 
 
 def test_group_overrides_frozen_and_not_in_optimizer():
@@ -68,14 +108,6 @@ def test_shape_rule_without_a_model():
     sel = select(_groups([w2, b, w4]), None, lambd=0.3, granularity="kernel")
     assert [(t.name, t.dims) for t in sel.targets] == [("param[0]", (1,)), ("param[2]", (2, 3))]
     assert sel.skipped == {"param[1]": "1-D parameter without a model (bias or norm scale: left alone)"}
-
-
-def test_names_drop_compile_and_ddp_prefixes():
-    inner = nn.Sequential(nn.Linear(2, 2))
-    wrapped = nn.Module()
-    wrapped.module = inner  # as DistributedDataParallel names it
-    sel = select(_groups(inner.parameters()), wrapped, lambd=0.3, granularity="kernel")
-    assert [t.name for t in sel.targets] == ["0.weight", "0.bias"]
 
 
 def test_an_optimizer_parameter_outside_the_model_is_refused():
@@ -125,3 +157,86 @@ def test_lazy_parameters_are_refused_before_anything_runs():
     with pytest.raises(ValueError, match="lazy parameter that is not yet initialised.*run one forward pass"):
         select([{"params": list(model.parameters())}], model, lambd=0.3, granularity="kernel")
     assert isinstance(model[0].weight, nn.parameter.UninitializedParameter)
+
+
+
+def _dims(model, granularity="kernel", **kw):
+    sel = select(_groups(model.parameters()), model, lambd=0.3, granularity=granularity, **kw)
+    return {t.name: (t.dims, t.groups) for t in sel.targets}, sel.skipped
+
+
+# -- include= / exclude= ------------------------------------------------------------------------
+
+
+class _Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(10, 4)
+        self.attn = nn.Linear(4, 4)
+        self.mlp = nn.Linear(4, 4)
+        self.ln = nn.LayerNorm(4)
+        self.lm_head = nn.Linear(4, 10)
+
+
+def test_exclude_wins_and_include_restricts_with_reasons():
+    model = _Tiny()
+    dims, skipped = _dims(model, exclude=["lm_head*", "*.bias"])
+    assert set(dims) == {"attn.weight", "mlp.weight"}
+    assert skipped["lm_head.weight"] == "excluded by exclude=['lm_head*']"
+    assert skipped["lm_head.bias"] == "excluded by exclude=['lm_head*', '*.bias']"
+    dims, skipped = _dims(model, include="attn", exclude="*.bias")
+    assert set(dims) == {"attn.weight"}
+    assert skipped["mlp.weight"] == "not matched by include=['attn']"
+    assert skipped["attn.bias"] == "excluded by exclude=['*.bias']"
+    # include never adds a parameter that no rule shrinks
+    dims, skipped = _dims(model, include=["wte", "ln"])
+    assert dims == {} and skipped["wte.weight"] == skipped["ln.weight"] == "not a Conv/Linear parameter"
+
+
+def test_a_group_with_dash_false_is_never_shrunk_whatever_include_says():
+    model = _Tiny()
+    groups = [{"params": list(model.attn.parameters()), "dash": False},
+              {"params": [p for n, p in model.named_parameters() if not n.startswith("attn")]}]
+    sel = select(groups, model, lambd=0.3, granularity="kernel", include="attn.*")
+    assert sel.targets == []
+    assert sel.skipped["attn.weight"] == 'excluded by its param group ("dash": False)'
+
+
+def test_patterns_match_module_names_and_every_name_of_a_tied_weight():
+    model = _Tiny()
+    model.lm_head.weight = model.wte.weight  # reported as wte.weight
+    dims, skipped = _dims(model, unit_rules={nn.Embedding: EMBEDDING_ROWS}, exclude="lm_head")
+    assert skipped["wte.weight"] == "excluded by exclude=['lm_head']"
+    dims, _ = _dims(model, unit_rules={nn.Embedding: EMBEDDING_ROWS}, include="lm_head.weight")
+    assert set(dims) == {"wte.weight"}
+
+
+def test_a_pattern_that_matches_nothing_is_refused_naming_the_parameters():
+    model = _Tiny()
+    with pytest.raises(ValueError, match=r"exclude='lm_haed\*' matches no parameter of the optimizer.*"
+                                         r"its 9 parameters are named like 'wte.weight', .*close names: 'lm_head"):
+        _dims(model, exclude="lm_haed*")
+    # a pattern must match one of the optimizer's parameters, not merely the model's
+    groups = _groups(model.attn.parameters())
+    with pytest.raises(ValueError, match="include='mlp' matches no parameter"):
+        select(groups, model, lambd=0.3, granularity="kernel", include="mlp")
+    with pytest.raises(TypeError, match="exclude= takes a glob pattern"):
+        _dims(model, exclude=3)
+    with pytest.raises(TypeError, match="patterns must be str"):
+        _dims(model, exclude=["ok", None])
+    with pytest.raises(ValueError, match=r"include=\[\] selects no parameter"):
+        _dims(model, include=[])
+
+
+def test_patterns_without_a_model_match_the_ordinal_names():
+    w, v = nn.Parameter(torch.ones(3, 2)), nn.Parameter(torch.ones(3, 2))
+    sel = select(_groups([w, v]), None, lambd=0.3, granularity="kernel", exclude="param[[]1]")
+    assert [t.name for t in sel.targets] == ["param[0]"]
+
+
+def test_the_unit_rules_and_names_keep_their_former_path_in_selection():
+    # defined in units and names since the split of selection; still importable from selection
+    for module in (units, names):
+        for name in module.__all__:
+            assert getattr(selection, name) is getattr(module, name), name
+            assert name in selection.__all__, name

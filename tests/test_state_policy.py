@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import inspect
 import warnings
@@ -407,3 +408,113 @@ def test_reset_refuses_a_group_counter_shared_with_parameters_it_does_not_shrink
     train_steps(model, split, data, steps=3)
     split.on_new_data(data)  # the fix the error names
     assert split.param_groups[1].get("step", split.param_groups[1].get("k")) == 3
+
+
+# -- issue 25: Adafactor under "keep", LBFGS's one history -------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(RESET_OPTIMIZERS))
+def test_keep_knows_the_state_of_every_torch_optimizer_and_leaves_it_alone(name, monkeypatch):
+    """Adafactor's col_var (1 x columns) was reported unknown, with a warning about pulling weights back."""
+    monkeypatch.setattr(state_policy, "_WARNED", set())
+    torch.manual_seed(0)
+    model = _reset_model(name)
+    opt = DASHWrapper(getattr(torch.optim, name)(model.parameters(), **RESET_OPTIMIZERS[name]), model=model,
+                      loss_fn=nn.CrossEntropyLoss(), state="keep")
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(8, 6, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(3)]
+    train_steps(model, opt, data, steps=3)
+    before = {n: copy.deepcopy(opt.state[p]) for n, p in model.named_parameters()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownStateWarning)
+        report = opt.on_new_data(data)
+    assert report.unknown_state == {}
+    assert "state keys not scaled" not in str(report)
+    weight_like = {"ax"}  # ASGD's averaged weights follow the weights under every policy
+    for n, p in model.named_parameters():
+        for key, value in before[n].items():
+            if key not in weight_like:
+                now = opt.state[p][key]
+                assert torch.equal(value, now) if torch.is_tensor(value) else value == now, (n, key)
+
+
+def _lbfgs_run(policy: str, first: str):
+    """An LBFGS run of 3 steps; ``first`` says whether its first parameter is shrunk ("linear") or not ("norm")."""
+    torch.manual_seed(0)
+    head = [nn.LayerNorm(6)] if first == "norm" else [nn.Linear(6, 6), nn.LayerNorm(6)]
+    model = nn.Sequential(*head, nn.Linear(6, 3))
+    opt = DASHWrapper(torch.optim.LBFGS(model.parameters(), lr=0.5, history_size=4), model=model,
+                      loss_fn=nn.CrossEntropyLoss(), state=policy)
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(2)]
+    train_steps(model, opt, data, steps=3)
+    return model, opt, data
+
+
+def _lbfgs_step(model, opt, data):
+    x, y = data[0]
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("first", ["norm", "linear"])
+def test_reset_restarts_lbfgs_whole_as_a_fresh_lbfgs(first):
+    """LBFGS keeps its one history under its first parameter: reset did nothing when that one was not shrunk."""
+    model, opt, data = _lbfgs_run("reset", first)
+    first_param = next(model.parameters())
+    assert opt.state[first_param]["n_iter"] > 0
+    report = opt.on_new_data(data)
+    assert report.params and (first == "linear") == (report.params[0].name == "0.weight")
+    assert not opt.state.get(first_param)  # the whole history is gone
+    fresh_model = copy.deepcopy(model)  # the shrunk weights, with a fresh LBFGS
+    fresh = torch.optim.LBFGS(fresh_model.parameters(), lr=0.5, history_size=4)
+    after = _lbfgs_step(model, opt, data)
+    for a, b in zip(after, _lbfgs_step(fresh_model, fresh, data), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("first", ["norm", "linear"])
+def test_keep_leaves_lbfgs_alone_and_knows_its_keys(first, monkeypatch):
+    monkeypatch.setattr(state_policy, "_WARNED", set())
+    model, opt, data = _lbfgs_run("keep", first)
+    first_param = next(model.parameters())
+    before = copy.deepcopy(opt.state[first_param])
+    assert set(before) <= state_policy.LBFGS_KEYS and {"d", "prev_flat_grad", "old_dirs"} <= set(before)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownStateWarning)
+        report = opt.on_new_data(data)
+    assert report.unknown_state == {}
+    now = opt.state[first_param]
+    assert now.keys() == before.keys()
+    for key, value in before.items():
+        if torch.is_tensor(value):
+            assert torch.equal(value, now[key]), key
+        elif isinstance(value, list):
+            pairs = zip(value, now[key], strict=True)
+            assert all(torch.equal(a, b) if torch.is_tensor(a) else a == b for a, b in pairs), key
+        else:
+            assert value == now[key], key
+
+
+def test_scale_is_refused_for_lbfgs_before_anything_changes():
+    """Refused when the wrapper is built or its config changed, before any gradient pass is wasted."""
+    with pytest.raises(ValueError, match=r"state='scale' cannot scale the state of LBFGS: .* state='reset'"):
+        _lbfgs_run("scale", "linear")
+    model, opt, data = _lbfgs_run("keep", "linear")
+    before = snapshot(model, opt)
+    with pytest.raises(ValueError, match="cannot scale the state of LBFGS"):
+        opt.config = dataclasses.replace(opt.config, state="scale")
+    assert opt.config.state == "keep"
+    assert_unchanged(before, model, opt)
+    with pytest.raises(ValueError, match="cannot scale the state of LBFGS"):
+        state_policy.check_policy("scale", opt)
+    for policy in ("keep", "reset"):
+        state_policy.check_policy(policy, opt)
+    state_policy.check_policy("scale", torch.optim.Adam(model.parameters()))

@@ -401,3 +401,33 @@ def test_repr_names_the_settings_and_the_base():
     _, opt = _wrapped(lambd=0.2)
     text = repr(opt)
     assert "DASHWrapper(lambd=0.2" in text and "SGD" in text
+
+
+def test_a_bare_optimizers_checkpoint_never_brings_back_stale_dash_settings():
+    """A wrapper checkpoint loaded into a bare optimizer leaves the settings in its groups; they are
+    stale: a wrapper that loads the bare optimizer's own checkpoint keeps its settings and count."""
+    model, opt = _wrapped(lambd=0.5)
+    train_steps(model, opt, make_data(2))  # momentum exists
+    opt.on_new_data(make_data(2))
+    opt.on_new_data(make_data(2))
+    wrapped_ckpt = opt.state_dict()
+    bare = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    bare.load_state_dict(wrapped_ckpt)  # torch keeps the extra group key
+    bare_ckpt = bare.state_dict()
+    assert "dash" not in bare_ckpt and bare_ckpt["param_groups"][0]["dash_settings"]["calls"] == 2
+
+    _, fresh = _wrapped(lambd=0.7)
+    fresh.load_state_dict(bare_ckpt)
+    assert fresh.config.lambd == 0.7 and fresh.num_dash_calls == 0  # its own, not the stale copy
+    assert all(g["dash_settings"] is None for g in fresh.param_groups)
+    assert torch.equal(fresh.state_dict()["state"][0]["momentum_buffer"], wrapped_ckpt["state"][0]["momentum_buffer"])
+
+    # wrapping that bare optimizer: its live groups lose the stale copy too
+    rewrapped = DASHWrapper(bare, model=model, loss_fn=nn.CrossEntropyLoss(), lambd=0.7)
+    assert all(g["dash_settings"] is None for g in bare.param_groups)
+    assert rewrapped.state_dict()["param_groups"][0]["dash_settings"] == {"config": {**wrapped_ckpt["dash"]["config"],
+                                                                                   "lambd": 0.7}, "calls": 0}
+
+    # a wrapper's own checkpoint still restores everything, from "dash" or from the group copy alone
+    fresh.load_state_dict(wrapped_ckpt)
+    assert fresh.config.lambd == 0.5 and fresh.num_dash_calls == 2

@@ -9,10 +9,12 @@ error of a non-finite gradient (:class:`NonFiniteGradientError`), :class:`SAM`, 
 
 The layers under the wrapper are public modules too, imported when first used
 (``torch_dash_optim.functional`` works after ``import torch_dash_optim``), from the bottom:
-:mod:`~torch_dash_optim.functional` (pure tensor math), :mod:`~torch_dash_optim.selection`
-(which parameters, which units), :mod:`~torch_dash_optim.gather` (the gradient pass),
-:mod:`~torch_dash_optim.tolerance` (``tol=``), :mod:`~torch_dash_optim.state_policy`,
-:mod:`~torch_dash_optim.wrapper`, :mod:`~torch_dash_optim.sam`, :mod:`~torch_dash_optim.amp`,
+:mod:`~torch_dash_optim.functional` (pure tensor math), :mod:`~torch_dash_optim.names`
+(parameter names across wrapper modules), :mod:`~torch_dash_optim.units` (the unit rules by
+module type), :mod:`~torch_dash_optim.selection` (which parameters, with which units),
+:mod:`~torch_dash_optim.gather` (the gradient pass), :mod:`~torch_dash_optim.tolerance`
+(``tol=``), :mod:`~torch_dash_optim.state_policy`, :mod:`~torch_dash_optim.wrapper`,
+:mod:`~torch_dash_optim.sam`, :mod:`~torch_dash_optim.amp`,
 :mod:`~torch_dash_optim.distributed` and :mod:`~torch_dash_optim.baselines`. The experiment
 harness, :mod:`torch_dash_optim.experiments`, and the framework integrations,
 :mod:`torch_dash_optim.integrations`, need their extras.
@@ -52,11 +54,14 @@ _SUBMODULES = frozenset(
         "functional",
         "gather",
         "integrations",
+        "names",
+        "ranks",
         "report",
         "sam",
         "selection",
         "state_policy",
         "tolerance",
+        "units",
         "wrapper",
     }
 )

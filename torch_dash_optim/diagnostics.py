@@ -23,27 +23,15 @@ the features that are exactly zero on every sample (dead ReLUs); ReDo's experime
 units with :math:`\tau = 0.025` and :math:`\tau = 0.1`.
 
 **Weight ranks.** Each weight as a matrix ``W = weight.reshape(weight.shape[0], -1)`` (a Conv
-weight as ``(out, in * kernel)``), with singular values :math:`\sigma_1 \ge \sigma_2 \ge \dots`:
-the *effective rank* (Roy and Vetterli, 2007) and the *stable rank*,
-
-.. math::
-
-    \operatorname{erank}(W) = \exp\Bigl(-\sum_k p_k \log p_k\Bigr),\ \ p_k = \frac{\sigma_k}{\sum_j \sigma_j};
-    \qquad
-    \operatorname{srank}(W) = \frac{\lVert W\rVert_F^2}{\lVert W\rVert_2^2} = \frac{\sum_k \sigma_k^2}{\sigma_1^2}.
-
-Both lie in :math:`[1, \min(m, n)]` for a non-zero matrix (:math:`0 \log 0 = 0`); a zero matrix
-gets 0.
+weight as ``(out, in * kernel)``): its *effective rank* (Roy and Vetterli, 2007) and its *stable
+rank* :math:`\lVert W\rVert_F^2 / \lVert W\rVert_2^2`, both in :math:`[1, \min(m, n)]` for a
+non-zero matrix (:func:`~torch_dash_optim.ranks.effective_rank` and
+:func:`~torch_dash_optim.ranks.stable_rank`; :mod:`torch_dash_optim.ranks` gives the formulas).
 
 **Feature rank** (Kumar et al., ICLR 2021) of the penultimate features :math:`\Phi` (one row per
-sample, or per token or position), with singular values :math:`\sigma_k`:
-
-.. math::
-
-    \operatorname{srank}_\delta(\Phi)
-    = \min\Bigl\{k : \textstyle\sum_{i \le k} \sigma_i \ge (1 - \delta) \sum_i \sigma_i\Bigr\},
-    \qquad \delta = 0.01 .
-
+sample, or per token or position): :math:`\operatorname{srank}_\delta(\Phi)`, the fewest singular
+values that hold :math:`1 - \delta` of their sum, :math:`\delta = 0.01`
+(:func:`~torch_dash_optim.ranks.feature_rank`).
 The penultimate features are the input of the last ``nn.Linear`` to run in each forward (the
 classifier or the language-model head), or of the module named by ``features=``. Their first
 ``max_feature_rows`` rows in the loader's order (default 2048) enter the rank, which therefore
@@ -62,6 +50,9 @@ pass in all.
 Nothing is changed: the pass runs in eval mode with hooks that are always removed, and module
 modes, buffers and gradients are put back exactly, on success and on failure alike (the
 preservation of the gradient pass, :mod:`torch_dash_optim.gather`).
+
+The rank functions are defined in :mod:`torch_dash_optim.ranks` and remain importable from this
+module, their former path (``from torch_dash_optim.diagnostics import effective_rank`` works).
 """
 
 from __future__ import annotations
@@ -70,7 +61,7 @@ import fnmatch
 import itertools
 import math
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +72,19 @@ from ._checks import check_alpha, check_choice, check_real
 from ._interrupts import deferred_interrupts
 from .functional import GRANULARITIES, cosine_per_unit
 from .gather import _preserved, gather_direction, move_to_device
-from .selection import Target, _strip, select
+from .names import qualified_modules
+from .ranks import (
+    _as_matrix,
+    _check_delta,
+    _erank,
+    _singular_values,
+    _srank,
+    _srank_delta,
+    effective_rank,
+    feature_rank,
+    stable_rank,
+)
+from .selection import Target, select
 
 __all__ = [
     "CosineStats",
@@ -90,6 +93,7 @@ __all__ = [
     "LayerDiagnostics",
     "diagnose",
     "dormant_scores",
+    # defined in .ranks; still importable from here, their path until the split
     "effective_rank",
     "feature_rank",
     "stable_rank",
@@ -99,149 +103,7 @@ __all__ = [
 _ROOT = "(model)"
 
 
-# -- the formulas --------------------------------------------------------------------------------
-def _as_matrix(x: Tensor) -> Tensor:
-    if x.ndim < 2:
-        raise ValueError(f"a rank needs a matrix (or a tensor read as (shape[0], -1)); got shape {tuple(x.shape)}")
-    return x.detach().reshape(x.shape[0], -1)
-
-
-def _singular_values(matrices: Sequence[Tensor]) -> list[Tensor]:
-    """Singular values (float64, descending) of each matrix, from the float64 Gram on its smaller side.
-
-    Matrices of one Gram size go through one batched ``eigvalsh``. In float64 the Gram costs
-    no accuracy that matters here: a singular value is resolved down to about ``1e-7`` of the
-    largest (in float32, a floor near ``1e-2`` of the largest, which the entropy would count).
-    This is also the fastest accurate route on a CPU (``svdvals`` takes 2 to 10 times longer).
-    A matrix holding inf or NaN gets NaN singular values.
-    """
-    out: list[Tensor | None] = [None] * len(matrices)
-    by_size: dict[tuple[int, torch.device], list[int]] = {}
-    grams: list[Tensor] = []
-    for m in matrices:
-        m64 = m.detach().to(torch.float64)
-        grams.append(m64 @ m64.T if m64.shape[0] <= m64.shape[1] else m64.T @ m64)
-    finite = torch.stack([g.isfinite().all().cpu() for g in grams]).tolist() if grams else []  # one host sync
-    for i, (gram, ok) in enumerate(zip(grams, finite, strict=True)):
-        if ok:
-            by_size.setdefault((gram.shape[0], gram.device), []).append(i)
-        else:
-            out[i] = gram.new_full((gram.shape[0],), math.nan)
-    for index in by_size.values():
-        stacked = torch.stack([grams[i] for i in index])
-        values = torch.linalg.eigvalsh(stacked).clamp_min_(0).sqrt_().flip(-1)
-        for i, v in zip(index, values, strict=True):
-            out[i] = v
-    return out  # type: ignore[return-value]
-
-
-def _erank(sigma: Tensor) -> float:
-    total = sigma.sum()
-    if not total.isfinite():
-        return math.nan
-    if total <= 0:
-        return 0.0
-    p = sigma[sigma > 0] / total
-    return float(torch.exp(-(p * p.log()).sum()))
-
-
-def _srank(sigma: Tensor) -> float:
-    top = sigma[0] if sigma.numel() else sigma.new_zeros(())
-    if not top.isfinite():
-        return math.nan
-    return float(sigma.square().sum() / top.square()) if top > 0 else 0.0
-
-
-def _srank_delta(sigma: Tensor, delta: float) -> int | float:
-    total = sigma.sum()
-    if not total.isfinite():
-        return math.nan
-    if total <= 0:
-        return 0
-    share = sigma.cumsum(0) / total
-    return min(int((share < 1.0 - delta).sum()) + 1, sigma.numel())
-
-
-def effective_rank(matrix: Tensor) -> float:
-    r"""Effective rank (Roy and Vetterli, 2007): :math:`\exp` of the entropy of :math:`\sigma / \sum\sigma`.
-
-    Parameters
-    ----------
-    matrix:
-        A matrix, or a tensor read as ``matrix.reshape(matrix.shape[0], -1)`` (a Conv weight as
-        ``(out, in * kernel)``).
-
-    Returns
-    -------
-    float
-        In ``[1, min(m, n)]``; 0 for a zero matrix, NaN for one that holds inf or NaN.
-
-    Examples
-    --------
-    >>> effective_rank(torch.eye(4))
-    4.0
-    >>> round(effective_rank(torch.diag(torch.tensor([3.0, 1.0]))), 4)   # exp(-(.75 ln .75 + .25 ln .25))
-    1.7548
-    """
-    return _erank(_singular_values([_as_matrix(matrix)])[0])
-
-
-def stable_rank(matrix: Tensor) -> float:
-    r"""Stable rank :math:`\lVert W\rVert_F^2 / \lVert W\rVert_2^2 = \sum_k \sigma_k^2 / \sigma_1^2`.
-
-    Parameters
-    ----------
-    matrix:
-        A matrix, or a tensor read as ``matrix.reshape(matrix.shape[0], -1)``.
-
-    Returns
-    -------
-    float
-        In ``[1, min(m, n)]``; 0 for a zero matrix, NaN for one that holds inf or NaN.
-
-    Examples
-    --------
-    >>> stable_rank(torch.diag(torch.tensor([3.0, 1.0])))   # (9 + 1) / 9
-    1.1111111111111112
-    """
-    return _srank(_singular_values([_as_matrix(matrix)])[0])
-
-
-def feature_rank(features: Tensor, delta: float = 0.01) -> int:
-    r"""Kumar et al.'s :math:`\operatorname{srank}_\delta`: the fewest singular values that hold
-    :math:`1 - \delta` of their sum.
-
-    Parameters
-    ----------
-    features:
-        One row per sample (or token, or position), one column per feature; a tensor of more
-        dimensions is read as ``features.reshape(features.shape[0], -1)``.
-    delta:
-        The share of the sum of singular values left out, in ``(0, 1)`` (0.01, the paper's).
-
-    Returns
-    -------
-    int
-        At most ``min(rows, columns)``; 0 for zero features.
-
-    Raises
-    ------
-    ValueError
-        If ``delta`` is outside ``(0, 1)`` or the features hold inf or NaN.
-
-    Examples
-    --------
-    >>> phi = torch.diag(torch.tensor([10.0, 5.0, 1.0, 0.1]))   # sums: 10, 15, 16, 16.1
-    >>> feature_rank(phi), feature_rank(phi, delta=0.1)
-    (3, 2)
-    """
-    _check_delta(delta)
-    rank = _srank_delta(_singular_values([_as_matrix(features)])[0], delta)
-    if isinstance(rank, float):
-        raise ValueError("the features hold inf or NaN; their rank is undefined")
-    return rank
-
-
+# -- the dormancy score ---------------------------------------------------------------------------
 def dormant_scores(mean_abs: Tensor) -> Tensor:
     r"""ReDo's scores :math:`s_i = \mathbb{E}\lvert h_i\rvert \,/\, \operatorname{mean}_j \mathbb{E}\lvert h_j\rvert`.
 
@@ -355,10 +217,10 @@ class FeatureDiagnostics:
     rows, dim:
         Rows (samples, tokens or positions) and features that entered the ranks.
     rank:
-        :math:`\\operatorname{srank}_\\delta` (see :func:`feature_rank`); NaN if the features
+        :math:`\\operatorname{srank}_\\delta` (see :func:`~torch_dash_optim.ranks.feature_rank`); NaN if the features
         hold inf or NaN.
     effective_rank:
-        Their effective rank (see :func:`effective_rank`).
+        Their effective rank (see :func:`~torch_dash_optim.ranks.effective_rank`).
     delta:
         The :math:`\\delta` used.
 
@@ -397,6 +259,10 @@ class Diagnostics:
         Batches in the pass.
     tau:
         The dormancy threshold used.
+    unit_cosines:
+        The cosines one per unit (flat) of the parameters cut into blocks (an attention
+        ``in_proj_bias``: its q, k, v thirds), whose ``cosines`` repeat each block's value to
+        broadcast; the statistics use these.
 
     Examples
     --------
@@ -412,6 +278,7 @@ class Diagnostics:
     cosines: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
     num_batches: int = 0
     tau: float = 0.0
+    unit_cosines: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def dormant(self) -> float | None:
@@ -427,7 +294,7 @@ class Diagnostics:
 
     def cosine_stats(self) -> dict[str, CosineStats]:
         """:class:`CosineStats` of each parameter with cosines."""
-        return {name: CosineStats.of(c) for name, c in self.cosines.items()}
+        return {name: CosineStats.of(self.unit_cosines.get(name, c)) for name, c in self.cosines.items()}
 
     def _modules(self) -> list[LayerDiagnostics]:
         seen: dict[str, LayerDiagnostics] = {}
@@ -966,12 +833,15 @@ def _summarise(
             delta,
         )
     cos: dict[str, Tensor] = {}
+    units: dict[str, Tensor] = {}
     if directions:
         with torch.no_grad():
             for t, d in zip(targets, directions, strict=True):
                 if d is not None:
-                    cos[t.name] = cosine_per_unit(t.param.detach(), d, t.dims)
-    return Diagnostics(layers, norms, feature_stats, cos, num_batches, tau)
+                    cos[t.name] = cosine_per_unit(t.param.detach(), d, t.dims, groups=t.groups)
+                    if t.groups > 1:
+                        units[t.name] = t.per_unit(cos[t.name])
+    return Diagnostics(layers, norms, feature_stats, cos, num_batches, tau, units)
 
 
 def _targets(model: nn.Module, granularity: str) -> tuple[list[Target], dict[int, tuple[str, nn.Module]]]:
@@ -1021,9 +891,10 @@ def _choose(owners: dict[int, tuple[str, nn.Module]], patterns: Iterable[str] | 
 
 def _feature_modules(model: nn.Module, features: str | None) -> tuple[dict[str, nn.Module], bool]:
     if features is None:
-        return {(_strip(n) or _ROOT): m for n, m in model.named_modules() if isinstance(m, nn.Linear)}, False
-    for name, module in model.named_modules():
-        if (_strip(name) or _ROOT) == features or name == features:
+        return {(n or _ROOT): m for n, m in qualified_modules(model).items() if isinstance(m, nn.Linear)}, False
+    full = dict(model.named_modules())
+    for name, module in [*qualified_modules(model).items(), *full.items()]:
+        if (name or _ROOT) == features or name == features:
             return {features: module}, True
     raise ValueError(
         f"features={features!r} names no module of the model; give a module name as in "
@@ -1086,12 +957,6 @@ def _check_tau(tau: Any) -> float:
     if not 0.0 <= value < math.inf:
         raise ValueError(f"tau={tau!r} must be a finite number >= 0 (ReDo uses 0, 0.025 or 0.1)")
     return value
-
-
-def _check_delta(delta: Any) -> None:
-    value = check_real("delta", delta, "(0, 1)")
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"delta={delta!r} must be in (0, 1) (Kumar et al. use 0.01)")
 
 
 def _check_count(name: str, value: Any) -> None:

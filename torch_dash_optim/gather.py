@@ -11,8 +11,10 @@ It is accumulated in place in each parameter's ``.grad`` (multiplied by :math:`1
 before every backward, then by :math:`-\alpha` at the end), so no copy of the model and no
 parameter-sized buffer is needed beyond the gradients themselves. The ``.grad`` tensors the
 user had are set aside (not copied) and put back afterwards, as are module modes and buffers
-(rebound to the very tensors the modules held, with their values), on success and on any
-failure alike; the restore runs to its end even under Ctrl-C. Backward accumulates into the
+(rebound to the very tensors the modules held, with their values, and with their shape and
+storage where a forward resized them in place, as the per-channel observers of a freshly
+prepared QAT model do), on success and on any failure alike; the restore runs to its end even
+under Ctrl-C. Backward accumulates into the
 tracked parameters only (``backward(inputs=...)``), so a parameter outside them (a loss
 module's own weight, a backbone outside the optimizer) never gets a ``.grad`` from the pass.
 
@@ -140,16 +142,57 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
 _RENORMING = (nn.Embedding, nn.EmbeddingBag)
 
 
+@dataclass
+class _SavedTensor:
+    """A tensor's values and its layout (storage, offset, size, stride), to put both back in place."""
+
+    tensor: Tensor
+    values: Tensor
+    storage: Any  # None where the layout cannot be read (sparse tensors, tensor subclasses)
+    offset: int
+    size: torch.Size
+    stride: tuple[int, ...]
+
+    @classmethod
+    def of(cls, t: Tensor) -> _SavedTensor:
+        values = t.detach().clone()
+        try:
+            storage = t.untyped_storage()
+            storage.data_ptr()
+            offset, stride = t.storage_offset(), t.stride()
+        except (RuntimeError, NotImplementedError):
+            return cls(t, values, None, 0, t.size(), ())
+        return cls(t, values, storage, offset, t.size(), stride)
+
+    def restore(self) -> None:
+        """Put the layout back if a forward changed it (``resize_``, ``set_``), then the values."""
+        t = self.tensor
+        if self.storage is not None and (
+            t.size() != self.size
+            or t.stride() != self.stride
+            or t.storage_offset() != self.offset
+            or t.untyped_storage().data_ptr() != self.storage.data_ptr()
+        ):
+            # Rebind the very tensor object to its own storage (which resize_ may have grown in place,
+            # or set_ swapped out): every module or observer that holds this tensor sees it restored,
+            # and views that share its storage still do.
+            t.set_(self.storage, self.offset, self.size, self.stride)
+        t.copy_(self.values)
+
+
 @contextlib.contextmanager
 def _preserved(model: nn.Module | None, trainable: Sequence[Tensor], train_mode: bool) -> Iterator[None]:
     """Set grads aside and the model's mode; restore grads, modes, buffers and weights on exit, even under Ctrl-C."""
     # Buffers are restored by rebinding each module's buffer dictionary to the tensors it held (a
-    # forward may rebind ``self.count = self.count + 1``) and copying their values back.
+    # forward may rebind ``self.count = self.count + 1``), then putting back each tensor's layout
+    # (a forward may resize it in place, as the per-channel observers of a freshly prepared QAT
+    # model do on their first pass) and its values.
     saved_grads = [p.grad for p in trainable]
     modules = list(model.modules()) if model is not None else []
     modes = [m.training for m in modules]
     buffers = [dict(m._buffers) for m in modules]
-    copies = [b.detach().clone() for d in buffers for b in d.values() if b is not None]
+    unique = {id(b): b for d in buffers for b in d.values() if b is not None}
+    copies = [_SavedTensor.of(b) for b in unique.values()]
     written = [
         (m.weight, m.weight.detach().clone())
         for m in modules
@@ -172,9 +215,8 @@ def _preserved(model: nn.Module | None, trainable: Sequence[Tensor], train_mode:
                     m._buffers.clear()
                     m._buffers.update(saved)
             with torch.no_grad():
-                live = [b for d in buffers for b in d.values() if b is not None]
-                for b, c in zip(live, copies):
-                    b.copy_(c)
+                for saved in copies:
+                    saved.restore()
                 for w, c in written:
                     w.copy_(c)
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ._interrupts import deferred_interrupts
+from .names import _named_with_full
 
 __all__ = ["DASHReport", "ParamReport", "param_reports"]
 
@@ -53,7 +54,9 @@ class ParamReport:
     at_floor: float
 
 
-def param_reports(shrunk: Sequence[tuple[str, tuple[int, ...], float, Tensor]]) -> list[ParamReport]:
+def param_reports(
+    shrunk: Sequence[tuple[str, tuple[int, ...], float, Tensor]], units: Sequence[int] | None = None
+) -> list[ParamReport]:
     """One :class:`ParamReport` per shrunk parameter, with one host sync for them all.
 
     Parameters
@@ -61,6 +64,10 @@ def param_reports(shrunk: Sequence[tuple[str, tuple[int, ...], float, Tensor]]) 
     shrunk:
         ``(name, shape, lambd, factors)`` for each shrunk parameter: its name, its shape, the
         floor used and the factors applied (any device).
+    units:
+        The number of units of each, where it is not the number of factors: the factors of a
+        tensor cut into blocks of dim 0 (``nn.MultiheadAttention``'s ``in_proj_bias``) are
+        repeated within each block. ``None``: one unit per factor.
 
     Returns
     -------
@@ -74,13 +81,16 @@ def param_reports(shrunk: Sequence[tuple[str, tuple[int, ...], float, Tensor]]) 
     """
     if not shrunk:
         return []
+    counts = [f.numel() for *_, f in shrunk] if units is None else list(units)
+    if len(counts) != len(shrunk):
+        raise ValueError(f"got {len(shrunk)} parameters but {len(counts)} unit counts")
     device = shrunk[0][3].device
     stats = torch.stack(
         [torch.stack([f.min(), f.mean(), f.max(), (f <= lambd).float().mean()]).to(device) for _, _, lambd, f in shrunk]
     ).tolist()  # one host sync for the whole report
     return [
-        ParamReport(name, tuple(shape), f.numel(), lambd, *row)
-        for (name, shape, lambd, f), row in zip(shrunk, stats, strict=True)
+        ParamReport(name, tuple(shape), count, lambd, *row)
+        for (name, shape, lambd, _), count, row in zip(shrunk, counts, stats, strict=True)
     ]
 
 
@@ -91,23 +101,31 @@ class DASHReport:
     Attributes
     ----------
     call:
-        1-based count of ``on_new_data`` calls on the wrapper, this one included.
+        1-based count of ``on_new_data`` calls on the wrapper, this one included (for a dry
+        run, the count the call would have had).
     num_batches:
         Batches in the gradient pass.
     params:
         One :class:`ParamReport` per shrunk parameter.
     skipped:
         Parameters left alone, by name, with the reason (frozen, not reached by the loss,
-        excluded by a param group, not a Conv/Linear parameter, ...).
+        excluded by a param group or by ``exclude=``, not a Conv/Linear parameter, tied to a
+        module that is not shrunk, ...).
     unknown_state:
         Per parameter, optimizer state keys left alone because they are not recognised
         (under ``state="keep"`` and ``"scale"``; see :mod:`torch_dash_optim.state_policy`).
     skipped_batches:
         Leading batches of the loader whose forward and backward were skipped under ``tol``.
+    dry_run:
+        ``True`` if the call was a dry run (``on_new_data(..., dry_run=True)``): nothing was
+        changed, and the factors are those a real call would apply.
     factors:
         Per shrunk parameter name, the factors applied (one per unit, shaped to broadcast
-        against the parameter). Not part of :meth:`to_dict`. :meth:`apply_to` applies them to
-        another copy of the model (an EMA teacher, an averaged model).
+        against the parameter; for a tensor cut into blocks of dim 0, such as
+        ``nn.MultiheadAttention``'s ``in_proj_bias``, each block's factor is repeated along
+        it, and :attr:`ParamReport.units` counts the units). Not part of :meth:`to_dict`.
+        :meth:`apply_to` applies them to another copy of the model (an EMA teacher, an
+        averaged model).
 
     Examples
     --------
@@ -122,6 +140,7 @@ class DASHReport:
     skipped: dict[str, str] = field(default_factory=dict)
     unknown_state: dict[str, list[str]] = field(default_factory=dict)
     skipped_batches: int = 0
+    dry_run: bool = False
     factors: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -145,11 +164,16 @@ class DASHReport:
         """Multiply the same-named tensors of another copy of the model by this call's factors.
 
         Use it to keep an average of the model in step with the shrunk model: an EMA teacher,
-        a :class:`torch.optim.swa_utils.AveragedModel` (whose parameter names start with
-        ``module.``), a copy of the weights kept elsewhere. Names are matched exactly, or
-        after dropping the ``module.`` prefix of wrappers (``AveragedModel``, DDP) and the
-        ``_orig_mod.`` of :func:`torch.compile`. Call it once per target and call. Nothing is
-        changed unless every check passes.
+        a :class:`torch.optim.swa_utils.AveragedModel`, a copy of the weights kept elsewhere.
+        Call it once per target and call. Nothing is changed unless every check passes.
+
+        A module is named as the report names the model: without the levels that wrapper
+        modules add, recognised by their type (``AveragedModel``'s and DDP's ``module.``,
+        :func:`torch.compile`'s ``_orig_mod.``; see
+        :func:`torch_dash_optim.names.qualified_names`). Names are then matched exactly;
+        failing that, under one prefix common to all of them (a mapping from
+        ``averaged_model.state_dict()``, whose keys start with ``module.``, or a module of
+        another kind that keeps the model as a child, as timm's ``ModelEmaV3`` does).
 
         Parameters
         ----------
@@ -163,13 +187,12 @@ class DASHReport:
         Returns
         -------
         list of str
-            The names in ``target`` that were scaled.
+            The names in ``target`` that were scaled (as the target names them).
 
         Raises
         ------
         KeyError
-            If ``strict`` and a shrunk parameter has no counterpart, or a name matches
-            several tensors of ``target``.
+            If ``strict`` and a shrunk parameter has no counterpart.
         ValueError
             If a counterpart's shape differs, or the report carries no factors (a report
             rebuilt from :meth:`to_dict`).
@@ -194,38 +217,30 @@ class DASHReport:
                 "DASHReport that on_new_data returned"
             )
         tensors = _named_tensors(target)
-        index: dict[str, list[str]] = {}
-        for name in tensors:
-            index.setdefault(_bare(name), []).append(name)
+        wanted = list(self.factors)
+        prefix, found = _common_prefix(wanted, tensors)
         shapes = {p.name: p.shape for p in self.params}
         plan: list[tuple[str, Tensor, Tensor]] = []
         for name, factor in self.factors.items():
-            if name in tensors:
-                matches = [name]
-            else:
-                matches = index.get(_bare(name), [])
-            if len(matches) > 1:
-                raise KeyError(
-                    f"{name!r} matches several tensors of the target ({', '.join(matches)}); pass the module "
-                    "that has the model's structure (e.g. averaged_model.module) or a mapping of its tensors"
-                )
-            if not matches:
+            key = prefix + name
+            if key not in tensors:
                 if strict:
+                    where = f" (nor under the prefix {prefix!r} that matches the others)" if prefix else ""
                     raise KeyError(
-                        f"the target has no tensor for the shrunk parameter {name!r} (nor with a 'module.' or "
-                        f"'_orig_mod.' prefix); give a copy of the shrunk model, or strict=False to skip it"
+                        f"the target has no tensor for the shrunk parameter {name!r}{where}; matched "
+                        f"{found} of {len(wanted)} names. Give a copy of the shrunk model, or strict=False to skip it"
                     )
                 continue
-            tensor = tensors[matches[0]]
+            own, tensor = tensors[key]
             shape = tuple(shapes.get(name, tuple(tensor.shape)))
             if tuple(tensor.shape) != shape:
                 raise ValueError(
-                    f"{matches[0]!r} has shape {tuple(tensor.shape)} in the target but {shape} in the shrunk "
+                    f"{own!r} has shape {tuple(tensor.shape)} in the target but {shape} in the shrunk "
                     f"model; the target must have the same structure as the model"
                 )
             if not tensor.is_floating_point():
-                raise ValueError(f"{matches[0]!r} is a {tensor.dtype} tensor; only floating tensors can be scaled")
-            plan.append((matches[0], tensor, factor.to(tensor.device)))
+                raise ValueError(f"{own!r} is a {tensor.dtype} tensor; only floating tensors can be scaled")
+            plan.append((own, tensor, factor.to(tensor.device)))
         if plan:
             with torch.no_grad(), deferred_interrupts():
                 torch._foreach_mul_([t for _, t, _ in plan], [f for _, _, f in plan])
@@ -269,8 +284,9 @@ class DASHReport:
             cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
             return "  ".join(cells).rstrip()
 
+        verb = "would be shrunk (dry run: nothing was changed)" if self.dry_run else "shrunk"
         lines = [
-            f"DASH call {self.call}: {len(self.params)} parameter(s) shrunk over {self.num_batches} batch(es)",
+            f"DASH call {self.call}: {len(self.params)} parameter(s) {verb} over {self.num_batches} batch(es)",
             fmt(header),
             "  ".join("-" * w for w in widths),
             *map(fmt, rows[:-1]),
@@ -279,31 +295,55 @@ class DASHReport:
         ]
         if self.skipped:
             lines.append(f"left alone: {len(self.skipped)}")
-            lines += [f"  {name}: {why}" for name, why in self.skipped.items()]
+            lines += _skipped_lines(self.skipped)
         if self.unknown_state:
             lines.append("state keys not scaled (unknown):")
             lines += [f"  {name}: {', '.join(keys)}" for name, keys in self.unknown_state.items()]
         return "\n".join(lines)
 
 
-def _named_tensors(target: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
+#: A reason given to more parameters than this is printed once, with a few of their names.
+_LISTED = 3
+
+
+def _skipped_lines(skipped: Mapping[str, str]) -> list[str]:
+    """One line per parameter left alone, except that a common reason (norm layers...) is printed once."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in skipped.items():
+        by_reason.setdefault(why, []).append(name)
+    lines = []
+    for name, why in skipped.items():
+        names = by_reason[why]
+        if len(names) <= _LISTED:
+            lines.append(f"  {name}: {why}")
+        elif name == names[0]:
+            lines.append(f"  {why}: {len(names)} parameters ({', '.join(names[:_LISTED])}, ...)")
+    return lines
+
+
+def _named_tensors(target: nn.Module | Mapping[str, Tensor]) -> dict[str, tuple[str, Tensor]]:
+    """Name to match -> (the target's own name for it, tensor)."""
     if isinstance(target, nn.Module):
-        out: dict[str, Tensor] = dict(target.named_buffers())
-        out.update(target.named_parameters())
-        return out
+        return _named_with_full(target, buffers=True)
     if isinstance(target, Mapping):
         bad = [k for k, v in target.items() if not isinstance(v, Tensor)]
         if bad:
             raise TypeError(f"the target mapping must hold tensors; {bad[0]!r} is a {type(target[bad[0]]).__name__}")
-        return dict(target)
+        return {k: (k, v) for k, v in target.items()}
     raise TypeError(
         f"target must be a torch.nn.Module or a mapping of names to tensors; got {type(target).__name__}"
     )
 
 
-def _bare(name: str) -> str:
-    """The name without wrapper prefixes: leading ``module.`` parts and every ``_orig_mod.`` part."""
-    parts = [p for p in name.split(".") if p != "_orig_mod"]
-    while len(parts) > 1 and parts[0] == "module":
-        parts = parts[1:]
-    return ".".join(parts)
+def _common_prefix(wanted: list[str], tensors: Mapping[str, Any]) -> tuple[str, int]:
+    """The prefix (``""`` first) under which most of ``wanted`` are names of ``tensors``, and how many."""
+    names = set(wanted)
+    counts: dict[str, int] = {"": sum(1 for n in wanted if n in tensors)}
+    if counts[""] < len(wanted):
+        for key in tensors:
+            for i, ch in enumerate(key):
+                if ch == "." and key[i + 1 :] in names:
+                    prefix = key[: i + 1]
+                    counts[prefix] = counts.get(prefix, 0) + 1
+    best = max(counts, key=lambda p: (counts[p], -len(p)))
+    return best, counts[best]

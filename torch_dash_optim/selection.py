@@ -1,15 +1,20 @@
-"""Which parameters DASH shrinks, and how each one is split into units.
+"""Which of the optimizer's parameters DASH shrinks, and with which units.
 
-With a model, the rule is the authors': the weight and bias of every ``Conv1d``/``Conv2d``/
-``Conv3d`` and ``Linear`` module (subclasses included). Norm layers, embeddings and every other
-parameter are left alone. Weights are split into units by the granularity (see
-:func:`torch_dash_optim.functional.unit_dims`); a bias is always one unit.
+:func:`select` goes through the optimizer's param groups: it splits each parameter into units by
+the unit rule of the module that owns it (:mod:`~torch_dash_optim.units`: the rules by module
+type, tied weights, and the shape rule without a model), names it as
+:mod:`~torch_dash_optim.names` does (without the levels of wrapper modules such as DDP or
+:func:`torch.compile`), applies the patterns and the param groups' keys below, and gives the
+parameters to shrink (:class:`Target`) and those left alone, each with its reason
+(:class:`Selection`).
 
-Without a model (``model=None``) only shapes are known, and the rule is: every parameter with at
-least two dimensions is treated as a Conv/Linear weight (a 2-D tensor as a Linear weight, a
-tensor of three or more dimensions as a Conv weight); 1-D parameters are left alone, because a
-bias cannot be told from a norm layer's scale by its shape. Exclude embeddings or other 2-D
-tensors with a param group of their own and ``"dash": False``.
+**Choosing by name.** ``include=`` and ``exclude=`` take glob patterns
+(``fnmatch.fnmatchcase``; ``*`` also matches dots) over the qualified parameter names, or the
+name of a module that holds the parameter: ``exclude="lm_head"`` and ``exclude="lm_head.*"`` both
+leave ``lm_head.weight`` alone. A tied parameter matches through any of its names. ``exclude``
+always wins; ``include`` restricts DASH to the matching parameters, and never adds one that no
+rule shrinks; a param group with ``"dash": False`` is never shrunk, whatever ``include`` says. A
+pattern that matches none of the optimizer's parameters is an error.
 
 Param groups may override the wrapper's settings with the keys ``"dash"`` (bool),
 ``"dash_lambd"`` and ``"dash_granularity"``: names that no optimizer uses (``ASGD`` keeps its
@@ -21,11 +26,19 @@ Some parameters are never shrunk, and are reported with the reason: parametrized
 weight is recomputed from an unconstrained original that a shrink would not scale), empty
 tensors, and complex tensors. Selection reads parameters from the modules' parameter
 dictionaries, never through ``getattr``, so no parametrization runs and no buffer moves.
+
+The unit rules (:class:`~torch_dash_optim.units.Units`,
+:func:`~torch_dash_optim.units.register_unit_rule`, ...) and the names
+(:func:`~torch_dash_optim.names.qualified_names`, :func:`~torch_dash_optim.names.qualified_modules`)
+are defined in their own modules and remain importable from this one, their former path
+(``from torch_dash_optim.selection import Units`` works).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+import difflib
+import fnmatch
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,29 +47,46 @@ from torch.nn.utils import parametrize
 
 from ._checks import check_bool, check_choice, check_lambd
 from .functional import GRANULARITIES, unit_dims
+from .names import _Names, _names, _walk, qualified_modules, qualified_names
+from .units import (
+    EMBEDDING_ROWS,
+    NO_RULE,
+    SHRINKABLE_MODULES,
+    UnitRule,
+    Units,
+    check_unit_rules,
+    register_unit_rule,
+    unit_rule_for,
+    unregister_unit_rule,
+)
 
 __all__ = [
     "GROUP_KEYS",
     "RENAMED_GROUP_KEYS",
-    "SHRINKABLE_MODULES",
     "Selection",
     "Target",
     "check_group",
+    "check_patterns",
     "migrate_group_keys",
     "select",
+    # defined in .units and .names; still importable from here, their path until the split
+    "EMBEDDING_ROWS",
+    "SHRINKABLE_MODULES",
+    "UnitRule",
+    "Units",
+    "check_unit_rules",
+    "qualified_modules",
+    "qualified_names",
+    "register_unit_rule",
+    "unit_rule_for",
+    "unregister_unit_rule",
 ]
-
-#: Module types whose weight and bias are shrunk when a model is given.
-SHRINKABLE_MODULES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 #: Param-group keys that override the wrapper's settings for that group.
 GROUP_KEYS: tuple[str, ...] = ("dash", "dash_lambd", "dash_granularity")
 
 #: Former spellings of the group keys, refused with an error that names the new one.
 RENAMED_GROUP_KEYS: dict[str, str] = {"lambd": "dash_lambd", "granularity": "dash_granularity"}
-
-# Prefixes that wrappers add to parameter names: torch.compile's OptimizedModule and DDP/DP.
-_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
 @dataclass(frozen=True)
@@ -73,6 +103,10 @@ class Target:
         Dimensions reduced per unit.
     lambd:
         The floor of its factors.
+    groups:
+        Equal blocks of dim 0 that no unit spans (3 for ``nn.MultiheadAttention``'s
+        ``in_proj_bias``: its q, k and v thirds); 1 otherwise. See
+        :func:`torch_dash_optim.functional.cosine_per_unit`.
 
     Examples
     --------
@@ -84,6 +118,21 @@ class Target:
     param: Tensor
     dims: tuple[int, ...]
     lambd: float
+    groups: int = 1
+
+    def per_unit(self, values: Tensor) -> Tensor:
+        """One value per unit, flat, from per-unit values shaped as the factors (blocks of dim 0 repeat theirs).
+
+        Examples
+        --------
+        >>> t = Target("attn.in_proj_bias", torch.zeros(6), (0,), 0.3, groups=3)
+        >>> t.per_unit(torch.tensor([1.0, 1.0, 2.0, 2.0, 3.0, 3.0])).tolist()
+        [1.0, 2.0, 3.0]
+        """
+        flat = values.detach()
+        if self.groups > 1 and 0 in {d % self.param.ndim for d in self.dims}:
+            flat = flat[:: self.param.shape[0] // self.groups]
+        return flat.flatten()
 
 
 @dataclass(frozen=True)
@@ -191,38 +240,126 @@ def migrate_group_keys(group: Mapping[str, Any], owned: Collection[str] = ()) ->
     return out
 
 
-def _strip(name: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _WRAPPER_PREFIXES:
-            if name.startswith(prefix):
-                name, changed = name[len(prefix) :], True
-        name = name.replace("._orig_mod.", ".")
-    return name
+def check_patterns(value: Any, name: str) -> tuple[str, ...] | None:
+    """Return ``include=``/``exclude=`` patterns as a tuple of str (``None`` stays ``None``), or raise.
+
+    Parameters
+    ----------
+    value:
+        ``None``, a glob pattern, or a sequence of them.
+    name:
+        ``"include"`` or ``"exclude"``, for the message.
+
+    Returns
+    -------
+    tuple of str or None
+        The patterns.
+
+    Raises
+    ------
+    TypeError
+        For anything but a str or a sequence of str.
+    ValueError
+        For an empty ``include`` (it would select nothing; ``None`` selects everything).
+
+    Examples
+    --------
+    >>> check_patterns("lm_head*", "exclude")
+    ('lm_head*',)
+    >>> check_patterns(["*.attn.*", "*.mlp.*"], "include")
+    ('*.attn.*', '*.mlp.*')
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = (value,)
+    elif isinstance(value, (Sequence, set, frozenset)) and not isinstance(value, (bytes, bytearray)):
+        value = tuple(value)
+    else:
+        raise TypeError(
+            f"{name}= takes a glob pattern (str) or a sequence of them, e.g. {name}=['lm_head*']; "
+            f"got {type(value).__name__}"
+        )
+    bad = [p for p in value if not isinstance(p, str)]
+    if bad:
+        raise TypeError(f"{name}= patterns must be str (fnmatch globs over parameter names); got {bad[0]!r}")
+    if name == "include" and not value:
+        raise ValueError(
+            "include=[] selects no parameter; pass None (the default) to consider every parameter, or the "
+            "patterns of the parameters to shrink"
+        )
+    return value
 
 
-def _kinds_from_model(model: nn.Module) -> tuple[dict[int, str], dict[int, str], set[int]]:
-    """id -> qualified name, id -> "weight"/"bias" of shrinkable parameters, and ids of parametrized originals."""
-    # Parameters are read from module._parameters and the parametrizations' originals, never with
-    # getattr: under spectral_norm in train mode, module.weight runs a power iteration that moves
-    # the _u/_v buffers.
-    names: dict[int, str] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        names.setdefault(id(p), _strip(name))
-    kinds: dict[int, str] = {}
-    parametrized: set[int] = set()
-    for module in model.modules():
-        if not isinstance(module, SHRINKABLE_MODULES):
+def _matches(pattern: str, names: Sequence[str]) -> bool:
+    """Whether ``pattern`` matches one of the names, or the name of a module that holds the tensor."""
+    for name in names:
+        if fnmatch.fnmatchcase(name, pattern):
+            return True
+        parts = name.split(".")
+        if any(fnmatch.fnmatchcase(".".join(parts[:k]), pattern) for k in range(1, len(parts))):
+            return True
+    return False
+
+
+def _check_patterns_match(patterns: Sequence[str], kind: str, all_names: list[list[str]]) -> None:
+    """Refuse a pattern that matches none of the optimizer's parameters, naming some that exist."""
+    for pattern in patterns:
+        if any(_matches(pattern, names) for names in all_names):
             continue
-        for kind in ("weight", "bias"):
-            if parametrize.is_parametrized(module, kind):
-                parametrized.update(id(p) for p in module.parametrizations[kind].parameters())
-                continue
-            p = module._parameters.get(kind)
-            if isinstance(p, Tensor):
-                kinds.setdefault(id(p), kind)
-    return names, kinds, parametrized
+        flat = [n for names in all_names for n in names]
+        modules = sorted({".".join(n.split(".")[:k]) for n in flat for k in range(1, n.count(".") + 1)})
+        close = difflib.get_close_matches(pattern, flat + modules, n=3, cutoff=0.6)
+        shown = ", ".join(repr(n) for n in flat[:5]) + (", ..." if len(flat) > 5 else "")
+        hint = f"; close names: {', '.join(map(repr, close))}" if close else ""
+        raise ValueError(
+            f"{kind}={pattern!r} matches no parameter of the optimizer (nor a module holding one); its "
+            f"{len(flat)} parameters are named like {shown}{hint}. Patterns are fnmatch globs over those names "
+            "or their module names ('*' also matches dots), e.g. 'lm_head', '*.attn.*' or '*norm*'"
+        )
+
+
+def _describe_owner(name: str, module: nn.Module) -> str:
+    return f"{name or '<the model>'} ({type(module).__name__})"
+
+
+def _unit_plan(
+    owners: list[tuple[str, nn.Module, str]],
+    granularity: str,
+    rules: Mapping[int, Mapping[str, Units | str] | None],
+) -> tuple[tuple[tuple[int, ...], int] | None, str | None]:
+    """``((dims, groups), None)`` if every owner shrinks the tensor with the same units, else ``(None, reason)``."""
+    plans: list[tuple[str, nn.Module, tuple[tuple[int, ...], int] | None, str]] = []
+    for mname, module, attr in owners:
+        rule = rules.get(id(module))
+        spec = rule.get(attr) if rule is not None else None
+        if isinstance(spec, Units):
+            ndim = module._parameters[attr].ndim  # type: ignore[union-attr]
+            plans.append((mname, module, spec.dims(ndim, granularity), ""))
+        elif rule is None:
+            plans.append((mname, module, None, NO_RULE))
+        else:
+            plans.append((mname, module, None, spec or f"not named by the unit rule of {type(module).__name__}"))
+    shrinking = [p for p in plans if p[2] is not None]
+    if len(plans) == 1:
+        return plans[0][2], (plans[0][3] or None)
+    if not shrinking:
+        return None, plans[0][3]
+    if len(shrinking) < len(plans):
+        keep = " and ".join(_describe_owner(m, mod) for m, mod, lay, _ in plans if lay is not None)
+        other = " and ".join(_describe_owner(m, mod) for m, mod, lay, _ in plans if lay is None)
+        return None, (
+            f"tied weight: shared by {keep} and by {other}, which does not shrink it; a weight shared with a "
+            "module that is not shrunk is left alone"
+        )
+    layouts = {p[2] for p in shrinking}
+    if len(layouts) > 1:
+        each = " and ".join(f"{_describe_owner(m, mod)}, units over dims {lay[0]}" for m, mod, lay, _ in shrinking)
+        return None, (
+            f"tied weight: shared by {each}, whose units differ; a tied weight is shrunk only when all its "
+            "modules split it into the same units"
+        )
+    return shrinking[0][2], None
 
 
 def select(
@@ -232,6 +369,9 @@ def select(
     lambd: float,
     granularity: str,
     owned: Collection[str] = (),
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    unit_rules: Mapping[type[nn.Module] | str, UnitRule] | None = None,
 ) -> Selection:
     """Decide which of the optimizer's parameters to shrink, and their units.
 
@@ -245,6 +385,13 @@ def select(
         The wrapper's settings.
     owned:
         Keys the optimizer keeps in its groups (see :func:`check_group`).
+    include, exclude:
+        Glob patterns over the parameters' qualified names (see the module's description):
+        only parameters matching ``include`` are shrunk (``None``: all), never those matching
+        ``exclude``.
+    unit_rules:
+        Unit rules that add to or override the registered ones, by module type or qualified
+        class name (see :func:`~torch_dash_optim.units.register_unit_rule`).
 
     Returns
     -------
@@ -256,7 +403,7 @@ def select(
     ------
     ValueError
         If an optimizer parameter is not a parameter of ``model``, a parameter is lazy (not
-        yet initialised), or a group key is invalid.
+        yet initialised), a group key is invalid, or a pattern matches no parameter.
 
     Examples
     --------
@@ -266,14 +413,31 @@ def select(
     [('0.weight', (1,)), ('0.bias', (0,))]
     >>> sel.skipped
     {'1.weight': 'not a Conv/Linear parameter', '1.bias': 'not a Conv/Linear parameter'}
+    >>> select([{"params": list(model.parameters())}], model, lambd=0.3, granularity="kernel",
+    ...        exclude="0.bias").skipped["0.bias"]
+    "excluded by exclude=['0.bias']"
     """
-    names, kinds, parametrized = _kinds_from_model(model) if model is not None else ({}, {}, set())
+    include = check_patterns(include, "include")
+    exclude = check_patterns(exclude, "exclude")
+    overrides = check_unit_rules(unit_rules)
+    found = _names(model) if model is not None else _Names({}, {}, {}, {})
+    rules: dict[int, Mapping[str, Units | str] | None] = {}
+    parametrized: set[int] = set()
+    if model is not None:
+        for _, _, module in _walk(model):
+            if id(module) in rules:
+                continue
+            rule = unit_rule_for(module, overrides)
+            rules[id(module)] = rule
+            for attr in rule or ():
+                if parametrize.is_parametrized(module, attr):
+                    parametrized.update(id(p) for p in module.parametrizations[attr].parameters())
+    groups = list(param_groups)
     seen: set[int] = set()
-    targets: list[Target] = []
-    skipped: dict[str, str] = {}
+    candidates: list[tuple[int, Tensor, Mapping[str, Any], str, list[str]]] = []
     trainable: list[Tensor] = []
     ordinal = 0
-    for g, group in enumerate(param_groups):
+    for g, group in enumerate(groups):
         check_group(group, g, owned)
         for p in group["params"]:
             index, ordinal = ordinal, ordinal + 1
@@ -286,37 +450,58 @@ def select(
                     "initialised (a Lazy* module); run one forward pass (e.g. model(sample_batch)) before "
                     "wrapping the optimizer or calling on_new_data"
                 )
-            if model is not None and id(p) not in names:
+            if model is not None and id(p) not in found.names:
                 raise ValueError(
                     f"parameter {index} of the optimizer (group {g}, shape {tuple(p.shape)}) is not a "
                     "parameter of the model; pass the model whose parameters the optimizer updates, "
                     "or model=None to select by shape"
                 )
-            name = names.get(id(p), f"param[{index}]")
+            names = found.names.get(id(p), [f"param[{index}]"])
             if p.requires_grad:
                 trainable.append(p)
-            reason = _skip_reason(p, group, kinds, parametrized, model is not None)
-            if reason is not None:
-                skipped[name] = reason
-                continue
-            gran = group.get("dash_granularity", granularity)
-            dims = unit_dims(p.ndim, gran if kinds.get(id(p), "weight") == "weight" else "tensor")
-            targets.append(Target(name, p, dims, float(group.get("dash_lambd", lambd))))
+            candidates.append((index, p, group, names[0], names))
+    for patterns, kind in ((include, "include"), (exclude, "exclude")):
+        if patterns:
+            _check_patterns_match(patterns, kind, [c[4] for c in candidates])
+    targets: list[Target] = []
+    skipped: dict[str, str] = {}
+    for _, p, group, name, names in candidates:
+        gran = group.get("dash_granularity", granularity)
+        reason = _filter_reason(group, names, include, exclude) or _skip_reason(p, parametrized, model is not None)
+        layout: tuple[tuple[int, ...], int] | None = None
+        if reason is None and model is not None:
+            layout, reason = _unit_plan(found.owners[id(p)], gran, rules)
+        if reason is not None:
+            skipped[name] = reason
+            continue
+        if layout is None:  # the shape rule
+            layout = (unit_dims(p.ndim, gran), 1)
+        targets.append(Target(name, p, layout[0], float(group.get("dash_lambd", lambd)), layout[1]))
     if model is not None:
-        for name, p in model.named_parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                skipped[_strip(name)] = "not in the optimizer"
+        for key, names in found.names.items():
+            if key not in seen:
+                seen.add(key)
+                p = found.tensors[key]
+                skipped[names[0]] = "not in the optimizer"
                 if p.requires_grad:
                     trainable.append(p)
     return Selection(targets, skipped, trainable)
 
 
-def _skip_reason(
-    p: Tensor, group: Mapping[str, Any], kinds: dict[int, str], parametrized: set[int], has_model: bool
+def _filter_reason(
+    group: Mapping[str, Any], names: Sequence[str], include: Sequence[str] | None, exclude: Sequence[str] | None
 ) -> str | None:
     if not group.get("dash", True):
         return 'excluded by its param group ("dash": False)'
+    hits = [pat for pat in exclude or () if _matches(pat, names)]
+    if hits:
+        return f"excluded by exclude={hits!r}"
+    if include is not None and not any(_matches(pat, names) for pat in include):
+        return f"not matched by include={list(include)!r}"
+    return None
+
+
+def _skip_reason(p: Tensor, parametrized: set[int], has_model: bool) -> str | None:
     if not p.requires_grad:
         return "frozen (requires_grad=False)"
     if id(p) in parametrized:
@@ -328,8 +513,6 @@ def _skip_reason(
         return "empty (no elements)"
     if p.is_complex():
         return "complex dtype (DASH's cosine is defined for real weights)"
-    if has_model and id(p) not in kinds:
-        return "not a Conv/Linear parameter"
     if not has_model and p.ndim < 2:
         return "1-D parameter without a model (bias or norm scale: left alone)"
     return None

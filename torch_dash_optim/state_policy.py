@@ -29,6 +29,13 @@ Fused and foreach optimizers: dropping the state of some parameters of a group i
 every ``torch.optim`` optimizer except fused SGD with momentum, whose step needs all or none
 of a group's momentum buffers. There ``"reset"`` zeroes the momentum buffers of the shrunk
 parameters instead, which is exactly a fresh buffer when ``dampening`` is 0 (the default).
+
+``torch.optim.LBFGS`` keeps one history for all its parameters (the curvature pairs of the
+flattened parameter vector, its last direction and step), stored under its first parameter
+only. ``"keep"`` leaves it alone. ``"reset"`` restarts it whole as soon as any of its
+parameters is shrunk (a pair that spans shrunk and unshrunk coordinates cannot be restarted in
+part), exactly as a fresh LBFGS on the shrunk weights. ``"scale"`` has no meaning for such a
+history and is refused before anything changes (:func:`check_policy`).
 """
 
 from __future__ import annotations
@@ -47,11 +54,13 @@ from ._nesting import state_mappings
 
 __all__ = [
     "FIRST_MOMENT_KEYS",
+    "LBFGS_KEYS",
     "SECOND_MOMENT_KEYS",
     "STATE_POLICIES",
     "WEIGHT_KEYS",
     "StatePlan",
     "UnknownStateWarning",
+    "check_policy",
     "plan_state",
 ]
 
@@ -100,6 +109,13 @@ SECOND_MOMENT_KEYS: frozenset[str] = frozenset(
 #: implementations), schedule-free's ``z`` (and ``x``, ``y`` in its reference optimizers) and
 #: ASGD's averaged weights ``ax``.
 WEIGHT_KEYS: frozenset[str] = frozenset({"lookahead_slow_buff", "slow_param", "slow_buffer", "z", "x", "y", "ax"})
+#: The state of ``torch.optim.LBFGS``: one history over all its parameters, kept under its first
+#: parameter (the last direction ``d`` and step ``t``, the curvature pairs ``old_dirs``/``old_stps``
+#: with ``ro`` and ``al``, ``H_diag``, ``prev_flat_grad``, ``prev_loss`` and the counters). It is
+#: never scaled: ``"keep"`` leaves it, ``"reset"`` drops it whole, ``"scale"`` is refused.
+LBFGS_KEYS: frozenset[str] = frozenset(
+    {"d", "t", "old_dirs", "old_stps", "ro", "al", "H_diag", "prev_flat_grad", "prev_loss", "func_evals", "n_iter"}
+)
 
 _WARNED: set[frozenset[tuple[str, str]]] = set()
 
@@ -225,8 +241,13 @@ def plan_state(
     if isinstance(optimizer, Mapping) and not hasattr(optimizer, "param_groups"):
         states: list[tuple[Any, Mapping[Any, Any]]] = [(None, optimizer)]
     else:
+        check_policy(policy, optimizer)
         states = state_mappings(optimizer)
     plan = StatePlan()
+    for owner, state in states:
+        if isinstance(owner, torch.optim.LBFGS):
+            _plan_lbfgs(plan, policy, owner, state, shrunk)
+    states = [(owner, state) for owner, state in states if not isinstance(owner, torch.optim.LBFGS)]
     unknown_pairs: set[tuple[str, str]] = set()
     for name, param, factor in shrunk:
         for owner, state in states:
@@ -241,6 +262,58 @@ def plan_state(
         _plan_group_counters(plan, states, shrunk)
     _warn_once(unknown_pairs)
     return plan
+
+
+def check_policy(policy: str, optimizer: Any) -> None:
+    """Refuse, before anything changes, a policy that the optimizer's state cannot follow.
+
+    ``"scale"`` is refused for ``torch.optim.LBFGS`` (and optimizers nested in a wrapper that
+    hold one): its state is one history over all its parameters, which no per-unit factor maps
+    onto. :func:`plan_state` calls this too.
+
+    Parameters
+    ----------
+    policy:
+        ``"keep"``, ``"scale"`` or ``"reset"``.
+    optimizer:
+        The optimizer (optimizers nested in it are checked too).
+
+    Raises
+    ------
+    ValueError
+        If ``policy`` is ``"scale"`` and an LBFGS is in the chain.
+
+    Examples
+    --------
+    >>> w = torch.nn.Parameter(torch.ones(2, 2))
+    >>> check_policy("reset", torch.optim.LBFGS([w]))   # keep and reset are fine
+    >>> check_policy("scale", torch.optim.LBFGS([w]))
+    Traceback (most recent call last):
+    ...
+    ValueError: state='scale' cannot scale the state of LBFGS: ...
+    """
+    if policy != "scale":
+        return
+    for owner, _ in state_mappings(optimizer):
+        if isinstance(owner, torch.optim.LBFGS):
+            raise ValueError(
+                f"state='scale' cannot scale the state of {type(owner).__name__}: it keeps one history over all "
+                "its parameters (the curvature pairs of the flattened parameter vector), which no per-unit factor "
+                "maps onto. Use state='keep' (the paper's) or state='reset' (the history restarts whole, as in "
+                "a fresh LBFGS)"
+            )
+
+
+def _plan_lbfgs(
+    plan: StatePlan, policy: str, owner: Any, state: Mapping[Any, Any], shrunk: Sequence[tuple[str, Tensor, Tensor]]
+) -> None:
+    """LBFGS keeps one history under its first parameter: ``"reset"`` drops it whole if any parameter is shrunk."""
+    params = list(getattr(owner, "_params", None) or owner.param_groups[0]["params"])
+    if policy != "reset" or not params or not state.get(params[0]):
+        return
+    shrunk_ids = {id(param) for _, param, _ in shrunk}
+    if any(id(p) in shrunk_ids for p in params):
+        plan.drop.append((state, params[0]))  # type: ignore[arg-type]
 
 
 #: Group-level counters, restarted by ``"reset"``: ``"step"`` (optimizers that count steps per
@@ -333,19 +406,20 @@ def _plan_entry(
         if not _is_state_tensor(value) or value is param or (factored and key in FACTORED_KEYS):
             continue
         fitted = _fit(factor, value, param)
+        moment = key in FIRST_MOMENT_KEYS or key in SECOND_MOMENT_KEYS
         if key in WEIGHT_KEYS and fitted is not None:
             plan.tensors.append(value)
             plan.factors.append(fitted)
-        elif policy == "reset" and (key in FIRST_MOMENT_KEYS or key in SECOND_MOMENT_KEYS):
+        elif moment and policy == "keep":
+            continue  # a known moment, of whatever shape (Adafactor's col_var is 1 x columns): left alone
+        elif moment and policy == "reset":
             plan.zero.append(value)
         elif key in FIRST_MOMENT_KEYS and fitted is not None:
-            if policy == "scale":
-                plan.tensors.append(value)
-                plan.factors.append(fitted)
+            plan.tensors.append(value)
+            plan.factors.append(fitted)
         elif key in SECOND_MOMENT_KEYS and fitted is not None:
-            if policy == "scale":
-                plan.tensors.append(value)
-                plan.factors.append(fitted * fitted)
+            plan.tensors.append(value)
+            plan.factors.append(fitted * fitted)
         else:
             plan.unknown.setdefault(name, []).append(key)
             unknown_pairs.add((type(owner).__name__ if owner is not None else "state", key))

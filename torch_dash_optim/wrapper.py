@@ -24,16 +24,17 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from . import functional as F
-from ._checks import check_alpha, check_choice, check_lambd, check_losses
+from ._checks import check_alpha, check_bool, check_choice, check_lambd, check_losses
 from ._delegate import DelegatingOptimizer
 from ._interrupts import deferred_interrupts
 from ._nesting import describe, optimizer_chain, schedule_free_in_eval, set_eval_flag
-from .distributed import check_model, local_tensor, sharded_dash_factors_many
+from .distributed import check_model, is_dtensor, local_tensor, sharded_dash_factors_many
 from .gather import gather_direction
 from .report import DASHReport, param_reports
-from .selection import Target, check_group, migrate_group_keys, select
-from .state_policy import STATE_POLICIES, plan_state
+from .selection import Selection, Target, check_group, check_patterns, migrate_group_keys, select
+from .state_policy import STATE_POLICIES, check_policy, plan_state
 from .tolerance import check_tol, trim_loader
+from .units import UnitRule, check_unit_rules
 
 __all__ = ["AVERAGES", "DASHConfig", "DASHWrapper", "MODES", "find_dash", "on_new_data"]
 
@@ -44,6 +45,7 @@ MODES: tuple[str, ...] = ("eval", "train")
 
 Criterion = Callable[[Any, Any], Tensor]
 BatchLoss = Callable[[Any, Any], Tensor]
+Patterns = str | Sequence[str] | None
 
 #: The param-group key under which ``state_dict()`` also saves the DASH settings, in every
 #: saved group, so that checkpoint tools that keep only ``state`` and ``param_groups``
@@ -125,7 +127,7 @@ class DASHWrapper(DelegatingOptimizer):
     model:
         The model whose parameters ``optimizer`` updates. It gives the Conv/Linear structure
         and parameter names, and is put in eval mode for the gradient pass. ``None`` selects
-        parameters by shape (see :mod:`torch_dash_optim.selection`) and needs ``batch_loss``.
+        parameters by shape (see :mod:`torch_dash_optim.units`) and needs ``batch_loss``.
     loss_fn:
         ``loss_fn(model(inputs), targets) -> scalar``, for loaders of ``(inputs, targets)``.
     batch_loss:
@@ -160,13 +162,31 @@ class DASHWrapper(DelegatingOptimizer):
     sync:
         All-reduce the gathered direction once across ranks. ``None`` (default) does so
         whenever a process group with more than one rank is initialised.
+    include, exclude:
+        Glob patterns (a str or a sequence of str) over the qualified parameter names, or the
+        names of the modules that hold them: only parameters matching ``include`` are shrunk
+        (``None``, the default: every parameter a unit rule shrinks), and never those matching
+        ``exclude`` (e.g. ``exclude=["lm_head", "*.wte"]``). :meth:`on_new_data` may override
+        either for one call. A pattern that matches no parameter of the optimizer is an error.
+        See :mod:`torch_dash_optim.selection`.
+    unit_rules:
+        Unit rules for this wrapper, by module type (or qualified class name), that add to or
+        replace the registered ones: e.g. ``{torch.nn.Embedding: EMBEDDING_ROWS}`` shrinks
+        embedding rows (see :mod:`torch_dash_optim.units`).
 
     Notes
     -----
+    Which parameters are shrunk: with a model, those of every module type that has a unit
+    rule (``Linear``, ``ConvNd``, ``ConvTransposeNd``, ``MultiheadAttention``, transformers'
+    ``Conv1D``, and types registered with
+    :func:`~torch_dash_optim.units.register_unit_rule`), each split into units by its
+    layout; a weight tied to a module that is not shrunk (a language model's head tied to its
+    embedding) is left alone. The report lists every parameter left alone, with the reason.
+
     Param groups may override ``lambd`` and ``granularity`` with the keys ``"dash_lambd"`` and
-    ``"dash_granularity"``, and opt out with ``"dash": False``. The former keys ``"lambd"`` and
-    ``"granularity"`` are refused with an error naming the new ones (except ``"lambd"`` where
-    the optimizer owns it: ``torch.optim.ASGD``'s decay).
+    ``"dash_granularity"``, and opt out with ``"dash": False`` (which ``include`` cannot undo).
+    The former keys ``"lambd"`` and ``"granularity"`` are refused with an error naming the new
+    ones (except ``"lambd"`` where the optimizer owns it: ``torch.optim.ASGD``'s decay).
 
     Wrapping a ``DASHWrapper`` in another is refused. ``step()`` and ``on_new_data`` refuse to
     run inside the gradient pass (called from the loss or a hook), and ``on_new_data`` refuses
@@ -206,6 +226,9 @@ class DASHWrapper(DelegatingOptimizer):
         tol: float = 0.0,
         autocast_dtype: torch.dtype | None = None,
         sync: bool | None = None,
+        include: Patterns = None,
+        exclude: Patterns = None,
+        unit_rules: dict[type[nn.Module] | str, UnitRule] | None = None,
     ) -> None:
         _check_not_nested(optimizer)
         self._init_delegate(optimizer)
@@ -222,13 +245,18 @@ class DASHWrapper(DelegatingOptimizer):
             )
         if sync is not None and not isinstance(sync, bool):
             raise TypeError(f"sync must be True, False or None; got {sync!r}")
-        self.__dict__["_dash"] = _Shared(DASHConfig(lambd, alpha, granularity, average, state, mode, tol))
+        config = DASHConfig(lambd, alpha, granularity, average, state, mode, tol)
+        check_policy(config.state, optimizer)  # before any pass: LBFGS cannot follow state="scale"
+        self.__dict__["_dash"] = _Shared(config)
         self.model = model
         self.loss_fn = loss_fn
         self.batch_loss = batch_loss
         self.autocast_dtype = autocast_dtype
         self.sync = sync
-        self._select()  # fail early on a model that does not own the optimizer's parameters
+        self.include = check_patterns(include, "include")
+        self.exclude = check_patterns(exclude, "exclude")
+        self.unit_rules = check_unit_rules(unit_rules)
+        self._select()  # fail early on a model that does not own the optimizer's parameters, or a bad pattern
         self._mark_groups()
 
     # -- shared mutable state --------------------------------------------------------------
@@ -241,6 +269,7 @@ class DASHWrapper(DelegatingOptimizer):
     def config(self, value: DASHConfig) -> None:
         if not isinstance(value, DASHConfig):
             raise TypeError(f"config must be a DASHConfig; got {type(value).__name__}")
+        check_policy(value.state, self._inner)
         self._dash.config = value
 
     @property
@@ -271,9 +300,13 @@ class DASHWrapper(DelegatingOptimizer):
         self._mark_groups()
 
     def _mark_groups(self) -> None:
-        """Put the settings key, valued ``None``, in every live group that lacks it (see SETTINGS_KEY)."""
+        """Put the settings key, valued ``None``, in every live group (see SETTINGS_KEY).
+
+        A value already there is stale: a bare optimizer that loaded a wrapper's checkpoint keeps
+        the saved settings in its live groups, and would pass them on in its own checkpoints.
+        """
         for group in self._inner.param_groups:
-            group.setdefault(SETTINGS_KEY, None)
+            group[SETTINGS_KEY] = None
 
     @property
     def num_dash_calls(self) -> int:
@@ -377,7 +410,11 @@ class DASHWrapper(DelegatingOptimizer):
         in_groups = None
         if isinstance(groups, list):
             found = [g[SETTINGS_KEY] for g in groups if isinstance(g, dict) and g.get(SETTINGS_KEY) is not None]
-            in_groups = found[0] if found else None
+            # The copy in the groups stands in for the "dash" entry only where a tool dropped that
+            # entry: torch.distributed.checkpoint, which names parameters by their qualified names.
+            # A state_dict with ordinal ids and no "dash" entry is a bare optimizer's, and a copy
+            # in its groups was left there by a bare optimizer that loaded a wrapper's checkpoint.
+            in_groups = found[0] if found and (dash is not None or _names_params(groups)) else None
             clean = [{k: v for k, v in g.items() if k != SETTINGS_KEY} for g in groups]
             if dash is not None and in_groups is None:
                 clean = [migrate_group_keys(g, self.defaults) for g in clean]  # saved before the key rename
@@ -410,6 +447,9 @@ class DASHWrapper(DelegatingOptimizer):
         loss_fn: Criterion | None = None,
         batch_loss: BatchLoss | None = None,
         tol: float | None = None,
+        include: Patterns = None,
+        exclude: Patterns = None,
+        dry_run: bool = False,
     ) -> DASHReport:
         """Take one gradient pass over ``loader`` and shrink the model in place.
 
@@ -425,11 +465,21 @@ class DASHWrapper(DelegatingOptimizer):
             Override the wrapper's loss for this call (see :class:`DASHWrapper`).
         tol:
             Override the wrapper's ``tol`` for this call (see :class:`DASHWrapper`).
+        include, exclude:
+            Override the wrapper's ``include`` or ``exclude`` patterns for this call (each on
+            its own; ``exclude=()`` drops the wrapper's exclusions). See :class:`DASHWrapper`.
+        dry_run:
+            Compute and return the report, factors included, and change nothing: the weights,
+            their gradients, the optimizer state, the buffers, module modes (and a schedule-free
+            optimizer's eval or train mode) and the call count stay bit for bit as they were.
+            The report's factors are those a real call on the same data would apply, and its
+            :attr:`~DASHReport.dry_run` is ``True``.
 
         Returns
         -------
         DASHReport
-            Per-parameter factor statistics, skipped parameters and the call count.
+            Per-parameter factor statistics, skipped parameters and the call count (for a dry
+            run, the count the call would have had).
 
         Raises
         ------
@@ -455,8 +505,11 @@ class DASHWrapper(DelegatingOptimizer):
         if not isinstance(loader, Iterable):
             raise TypeError(f"loader must be an iterable of batches; got {type(loader).__name__}")
         _check_not_perturbed(self._inner)
+        check_bool("dry_run", dry_run)
         compute_loss = self._loss_for(loss_fn, batch_loss)
         tol = self.config.tol if tol is None else check_tol(tol, self.config.average)
+        include = self.include if include is None else check_patterns(include, "include")
+        exclude = self.exclude if exclude is None else check_patterns(exclude, "exclude")
         calls = shared.calls
         # A schedule-free optimizer in eval mode holds its averaged point x in the parameters;
         # DASH's pass and shrink belong to the training point y: switch to train mode for the
@@ -468,7 +521,16 @@ class DASHWrapper(DelegatingOptimizer):
         try:
             for o in in_eval:
                 o.train()
-            return self._shrink(loader, compute_loss, tol, after=[o.eval for o in in_eval])
+            selection = self._select(include, exclude)
+            # A dry run puts the random state back too: in train mode (dropout), the real call
+            # that follows draws the same masks, and gets the same factors.
+            with torch.random.fork_rng(devices=_cuda_devices(selection.trainable), enabled=dry_run):
+                report = self._shrink(
+                    selection, loader, compute_loss, tol, after=[o.eval for o in in_eval], dry_run=dry_run
+                )
+            if dry_run and in_eval:
+                _restore_eval_mode(in_eval, saved)
+            return report
         except BaseException as err:
             if in_eval and shared.calls == calls:
                 _restore_eval_mode(in_eval, saved)
@@ -489,19 +551,29 @@ class DASHWrapper(DelegatingOptimizer):
         finally:
             shared.busy = None
 
-    def _select(self) -> Any:
+    def _select(self, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None) -> Selection:
         cfg = self.config
-        return select(self.param_groups, self.model, lambd=cfg.lambd, granularity=cfg.granularity, owned=self.defaults)
+        return select(
+            self.param_groups,
+            self.model,
+            lambd=cfg.lambd,
+            granularity=cfg.granularity,
+            owned=self.defaults,
+            include=self.include if include is None else include,
+            exclude=self.exclude if exclude is None else exclude,
+            unit_rules=self.unit_rules,
+        )
 
     def _shrink(
         self,
+        selection: Selection,
         loader: Iterable[Any],
         compute_loss: Callable[[Any], Tensor],
         tol: float,
         after: Sequence[Callable[[], Any]] = (),
+        dry_run: bool = False,
     ) -> DASHReport:
         cfg = self.config
-        selection = self._select()
         loader, skipped_batches = trim_loader(loader, alpha=cfg.alpha, average=cfg.average, tol=tol)
         targets = selection.targets
         result = gather_direction(
@@ -527,9 +599,7 @@ class DASHWrapper(DelegatingOptimizer):
                     continue
                 shrunk.append((target, direction))
             kept = [t for t, _ in shrunk]
-            factors = sharded_dash_factors_many(
-                [t.param for t in kept], [d for _, d in shrunk], [t.dims for t in kept], [t.lambd for t in kept]
-            )
+            factors = _factors(kept, [d for _, d in shrunk])
             shrunk = list(zip(kept, factors, strict=True))
         num_batches = result.num_batches
         del result  # frees the gathered directions before the shrink
@@ -537,12 +607,18 @@ class DASHWrapper(DelegatingOptimizer):
         report = DASHReport(
             self._calls + 1,
             num_batches,
-            param_reports([(t.name, tuple(t.param.shape), t.lambd, f) for t, f in shrunk]),
+            param_reports(
+                [(t.name, tuple(t.param.shape), t.lambd, f) for t, f in shrunk],
+                units=[_units(t, f) for t, f in shrunk],
+            ),
             skipped,
             plan.unknown,
             skipped_batches=skipped_batches,
+            dry_run=dry_run,
             factors={t.name: f for t, f in shrunk},
         )
+        if dry_run:  # the report is computed before anything changes: stop here
+            return report
         # Everything is computed; now change the model and state in one uninterruptible step.
         with deferred_interrupts():
             F.shrink_(
@@ -657,6 +733,9 @@ def on_new_data(
     loss_fn: Criterion | None = None,
     batch_loss: BatchLoss | None = None,
     tol: float | None = None,
+    include: Patterns = None,
+    exclude: Patterns = None,
+    dry_run: bool = False,
 ) -> DASHReport:
     """Call :meth:`DASHWrapper.on_new_data <torch_dash_optim.DASHWrapper.on_new_data>` through any wrapper.
 
@@ -669,7 +748,7 @@ def on_new_data(
         The wrapper, or any object around it (see :func:`find_dash`).
     loader:
         The data seen so far, new data last, e.g. a ``DataLoader`` with ``shuffle=False``.
-    loss_fn, batch_loss, tol:
+    loss_fn, batch_loss, tol, include, exclude, dry_run:
         As in :meth:`DASHWrapper.on_new_data <torch_dash_optim.DASHWrapper.on_new_data>`.
 
     Returns
@@ -692,7 +771,15 @@ def on_new_data(
     >>> report.call, opt.num_dash_calls
     (1, 1)
     """
-    return find_dash(optimizer).on_new_data(loader, loss_fn=loss_fn, batch_loss=batch_loss, tol=tol)
+    return find_dash(optimizer).on_new_data(
+        loader,
+        loss_fn=loss_fn,
+        batch_loss=batch_loss,
+        tol=tol,
+        include=include,
+        exclude=exclude,
+        dry_run=dry_run,
+    )
 
 
 def _check_not_nested(optimizer: Any) -> None:
@@ -738,3 +825,67 @@ def _device_of(targets: list[Target], param_groups: list[dict[str, Any]]) -> tor
         for p in group["params"]:
             return p.device
     return torch.device("cpu")
+
+
+def _names_params(groups: list[Any]) -> bool:
+    """Whether saved param groups name their parameters (torch.distributed.checkpoint) rather than number them."""
+    params = [p for g in groups if isinstance(g, dict) for p in g.get("params", ())]
+    return bool(params) and all(isinstance(p, str) for p in params)
+
+
+def _factors(targets: list[Target], directions: list[Tensor]) -> list[Tensor]:
+    """The factors of every target: plain units in one grouped call, stacked layers (q/k/v thirds) on their own."""
+    out: list[Tensor | None] = [None] * len(targets)
+    plain = [i for i, t in enumerate(targets) if t.groups == 1]
+    for i, f in zip(
+        plain,
+        sharded_dash_factors_many(
+            [targets[i].param for i in plain],
+            [directions[i] for i in plain],
+            [targets[i].dims for i in plain],
+            [targets[i].lambd for i in plain],
+        ),
+        strict=True,
+    ):
+        out[i] = f
+    blocks = [i for i, t in enumerate(targets) if t.groups > 1 and not is_dtensor(t.param)]
+    for i, f in zip(
+        blocks,
+        F.dash_factors_many(
+            [targets[i].param for i in blocks],
+            [directions[i] for i in blocks],
+            [targets[i].dims for i in blocks],
+            [targets[i].lambd for i in blocks],
+            groups=[targets[i].groups for i in blocks],
+        ),
+        strict=True,
+    ):
+        out[i] = f
+    for i, t in enumerate(targets):
+        if out[i] is None:  # a DTensor whose units are blocks of dim 0: small (a bias), computed whole
+            out[i] = _sharded_block_factors(t, directions[i])
+    return out  # type: ignore[return-value]
+
+
+def _sharded_block_factors(target: Target, direction: Tensor) -> Tensor:
+    """Factors of a DTensor cut into blocks of dim 0, computed on the full tensor, for its local shard."""
+    from torch.distributed.tensor import DTensor, Replicate
+
+    param = target.param
+    full = F.dash_factors(
+        param.full_tensor(), direction.full_tensor(), target.dims, target.lambd, groups=target.groups  # type: ignore[attr-defined]
+    )
+    mesh, placements = param.device_mesh, param.placements  # type: ignore[attr-defined]
+    replicated = DTensor.from_local(full, mesh, [Replicate()] * mesh.ndim, run_check=False)
+    return replicated.redistribute(mesh, placements).to_local()
+
+
+def _units(target: Target, factors: Tensor) -> int:
+    """How many units the factors stand for (fewer than their elements for a tensor cut into blocks)."""
+    return target.per_unit(factors).numel()
+
+
+def _cuda_devices(params: Sequence[Tensor]) -> list[int]:
+    """The CUDA devices of ``params`` (whose random state a dry run puts back)."""
+    found = {p.device.index for p in params if p.device.type == "cuda"}
+    return sorted(torch.cuda.current_device() if i is None else i for i in found)

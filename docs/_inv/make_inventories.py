@@ -119,6 +119,8 @@ INVENTORIES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
             ("torch.optim.Adam", "py:class", _TORCH_GEN),
             ("torch.optim.AdamW", "py:class", _TORCH_GEN),
             ("torch.optim.ASGD", "py:class", _TORCH_GEN),
+            ("torch.optim.LBFGS", "py:class", _TORCH_GEN),
+            ("torch.optim.Adafactor", "py:class", _TORCH_GEN),
             ("torch.optim.swa_utils.AveragedModel", "py:class", _TORCH_GEN),
             ("torch.optim.optimizer.register_optimizer_step_pre_hook", "py:function", "optim.html#$"),
             ("torch.utils.data.DataLoader", "py:class", "data.html#$"),

@@ -7,11 +7,12 @@ renderer reads the committed folders under ``results/``; it never runs an experi
 
 - :mod:`scripts.render.format`: the results folders, their loading, and the formatting every
   renderer shares;
-- :mod:`scripts.render.experiments`: the ``dash-warmstart`` results (tables, verdicts, costs,
-  provenance, builds);
+- :mod:`scripts.render.experiments`: the ``dash-warmstart`` results (tables, verdicts and how
+  firm they are, DASH against its direction controls, costs, provenance, builds);
 - :mod:`scripts.render.exploration`: the exploration runs that chose the default, and the
   warm-start gap;
-- :mod:`scripts.render.mechanism`: the mechanism measurement;
+- :mod:`scripts.render.mechanism`: the mechanism measurement and the noise sweep;
+- :mod:`scripts.render.tuning`: the tuning run (every method tuned on one budget);
 - :mod:`scripts.render.figures`: ``python -m scripts.render.figures`` redraws the figures in
   ``docs/_static/``;
 - :mod:`scripts.render.text`: the text run (a transformer on the standard library's source);

@@ -2,11 +2,11 @@
 
 The default setting of the ``features`` runs was chosen by exploration runs
 (``scripts/explore_features.py``, one line each in ``results/exploration-features/runs.jsonl``)
-that looked for a setting where the cold start ends above the warm start. :func:`exploration`
-tables every run against the default's ``config.json``, :func:`reproduced` checks a run against a
-published folder seed by seed, and :func:`warm_gap` / :func:`warm_gap_sentence` give the
-cold − warm gap of published folders with its t interval (from
-:mod:`torch_dash_optim.experiments.stats`).
+that looked for a setting where the cold start ends above the warm start; they ran before each
+seed drew its own data (every run trained on the data of seed 0). :func:`exploration` tables
+every run against the default's ``config.json``, and :func:`warm_gap` /
+:func:`warm_gap_sentence` give the cold − warm gap of published folders with its t interval
+(from :mod:`torch_dash_optim.experiments.stats`).
 
 Each renderer is named by a generated block's marker, e.g. ``.. generated:
 scripts.render.exploration:warm_gap rst experiments-features-patchcnn-untuned``, and is called
@@ -29,13 +29,14 @@ from .format import (
     duration,
     folder_file,
     load,
+    seed_list,
     sgd_records,
     signed_number,
     tabulate,
     with_interval,
 )
 
-__all__ = ["exploration", "reproduced", "warm_gap", "warm_gap_sentence"]
+__all__ = ["exploration", "warm_gap", "warm_gap_sentence"]
 
 
 #: Each setting of an exploration run (``scripts/explore_features.py``), where the default's
@@ -124,39 +125,6 @@ def exploration(fmt: str, folder: str, default: str = "experiments-features-patc
     return tabulate(header, rows, fmt, "Every exploration run on ``features``" if fmt == "rst" else "") + "\n\n" + note
 
 
-def reproduced(fmt: str, folder: str, tag: str, runs: str) -> str:
-    """Per method, on how many seeds an exploration run's last accuracy equals a results folder's.
-
-    The exploration file keeps accuracies in percent with two decimals, so the folder's are
-    rounded the same way before comparing.
-
-    Examples
-    --------
-    >>> reproduced("md", "exploration-features", "pd128-ns1.0-s04", "experiments-features-patchcnn")[:8]
-    'Run `pd1'
-    """
-    check_fmt(fmt)
-    lines = [json.loads(line) for line in folder_file(folder, "runs.jsonl").read_text().splitlines() if line]
-    found = [run for run in lines if run["tag"] == tag]
-    if not found:
-        raise ValueError(f"tag={tag!r} is not in results/{folder}/runs.jsonl; tags: {[r['tag'] for r in lines]}")
-    run = found[-1]
-    data = load(runs)
-    seeds = [int(s) for s in run["args"]["seeds"].split(",")]
-    last = {(r["method"], int(r["seed"])): round(100 * r["test_acc"], 2) for r in sgd_records(data)
-            if r["experiment"] == data["protocol"]["num_chunks"]}
-    parts = []
-    for method, accs in run["last"].items():
-        now = [last.get((method, s)) for s in seeds]
-        same = sum(x == y for x, y in zip(accs, now, strict=True))
-        text = f"{LABELS.get(method, method)} {same} of {len(seeds)}"
-        if same < len(seeds) and None not in now:
-            text += f" (mean {statistics.fmean(accs):.2f} % then, {statistics.fmean(now):.2f} % now)"
-        parts.append(text)
-    return (f"Run {code(tag, fmt)} against {code('results/' + runs, fmt)}, seeds on which the last-experiment "
-            "test accuracy (to 0.01 %) is the same: " + "; ".join(parts) + ".")
-
-
 def _cold_warm(folder: str) -> Any:
     """A loaded folder and its cold-against-warm comparison (SGD); ValueError if it has none."""
     data = load(folder)
@@ -206,12 +174,11 @@ def warm_gap_sentence(fmt: str, *folders: str) -> str:
     Examples
     --------
     >>> print(warm_gap_sentence("md", "experiments-features-patchcnn"))  # doctest: +ELLIPSIS
-    - `results/experiments-features-patchcnn` (seeds 0, 1, 2, 3, 4): cold − warm ... points [...] ...
+    - `results/experiments-features-patchcnn` (seeds ...): cold − warm ... points [...] ...
     """
     check_fmt(fmt)
     lines = []
     for folder in folders:
         _data, c = _cold_warm(folder)
-        seeds = ", ".join(map(str, c.seeds))
-        lines.append(f"{code('results/' + folder, fmt)} (seeds {seeds}): cold − warm {_gap_text(c)}.")
+        lines.append(f"{code('results/' + folder, fmt)} (seeds {seed_list(c.seeds)}): cold − warm {_gap_text(c)}.")
     return bullets(lines, fmt)

@@ -19,6 +19,7 @@ from typing import Any
 from torch_dash_optim.experiments.provenance import read_provenance
 
 __all__ = [
+    "BUDGETS",
     "FOLDERS",
     "OTHER_FOLDERS",
     "RESULTS",
@@ -30,6 +31,7 @@ __all__ = [
     "folder_path",
     "folder_file",
     "load",
+    "seed_list",
     "sgd_records",
     "signed_number",
     "tabulate",
@@ -43,19 +45,18 @@ RESULTS = ROOT / "results"
 
 #: Each published folder and the one command that regenerates it (run from the repository root).
 FOLDERS: dict[str, str] = {
-    "experiments-mnist1d-cnn1d": "dash-warmstart --out results/experiments-mnist1d-cnn1d",
-    "experiments-mnist1d-cnn1d-all": "dash-warmstart --methods all --out results/experiments-mnist1d-cnn1d-all",
-    "experiments-mnist1d-mlp": (
-        "dash-warmstart --model mlp --methods cold,sp,dash --out results/experiments-mnist1d-mlp"
-    ),
-    "experiments-mnist1d-cnn1d-seeds": (
-        "dash-warmstart --seeds 3,4,5 --methods cold,warm,sp,dash --out results/experiments-mnist1d-cnn1d-seeds"
-    ),
     "experiments-features-patchcnn": "dash-warmstart --out results/experiments-features-patchcnn",
     "experiments-features-patchcnn-untuned": (
         "dash-warmstart --seeds 100,101,102,103,104 --out results/experiments-features-patchcnn-untuned"
     ),
     "experiments-features-patchcnn-torch213": "dash-warmstart --out results/experiments-features-patchcnn-torch213",
+    "experiments-mnist-cnn2d": (
+        "dash-warmstart --dataset mnist --data-dir data --methods all --seeds 0,1,2,3,4 "
+        "--out results/experiments-mnist-cnn2d"
+    ),
+    "experiments-mnist1d-cnn1d": (
+        "dash-warmstart --dataset mnist1d --seeds 0,1,2,3,4 --out results/experiments-mnist1d-cnn1d"
+    ),
     "experiments-quick": "dash-warmstart --quick --out results/experiments-quick",
 }
 #: The other published folders (not ``dash-warmstart`` runs) and the command that regenerates each.
@@ -64,9 +65,19 @@ OTHER_FOLDERS: dict[str, str] = {
         "python scripts/explore_features.py --tag TAG --seeds SEEDS [settings] "
         "--out results/exploration-features/runs.jsonl  (one line per run; the tags and settings are in the file)"
     ),
-    "mechanism-features-patchcnn": (
-        "python -m torch_dash_optim.experiments.mechanism --out results/mechanism-features-patchcnn"
+    "mechanism-noise-sweep": (
+        "python -m torch_dash_optim.experiments.mechanism --noise 0.5,0.6,0.7,1.0,1.5 --seeds 0-7 --jobs 2 "
+        "--out results/mechanism-noise-sweep"
     ),
+    "tuning-features": "python -m torch_dash_optim.experiments.tuning --out results/tuning-features",
+}
+#: The time each published command may take on the 2-core machine that runs them (a target, not a
+#: measurement: the measured times come from each folder's ``provenance.json``).
+BUDGETS: dict[str, float] = {
+    "experiments-features-patchcnn": 15 * 60,
+    "experiments-quick": 2 * 60,
+    "tuning-features": 60 * 60,
+    "experiments-mnist-cnn2d": 30 * 60,
 }
 
 
@@ -103,7 +114,7 @@ def folder_file(name: str, file: str) -> Path:
 
     Examples
     --------
-    >>> folder_file("mechanism-features-patchcnn", "mechanism.csv").name
+    >>> folder_file("mechanism-noise-sweep", "mechanism.csv").name
     'mechanism.csv'
     """
     path = folder_path(name) / file
@@ -116,6 +127,20 @@ def folder_file(name: str, file: str) -> Path:
 def sgd_records(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The records of a loaded folder that trained with SGD (the published tables are SGD's)."""
     return [r for r in data["records"] if r["optimizer"] == "sgd"]
+
+
+def seed_list(seeds: Iterable[int]) -> str:
+    """Seeds in words: ``0–19`` for more than two consecutive ones, else ``3, 5, 9``.
+
+    Examples
+    --------
+    >>> seed_list(range(20)), seed_list([100, 101, 102]), seed_list([3, 5, 9]), seed_list([0, 1])
+    ('0–19', '100–102', '3, 5, 9', '0, 1')
+    """
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
 def check_fmt(fmt: str) -> None:

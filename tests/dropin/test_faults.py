@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -375,3 +377,78 @@ def test_max_norm_embeddings_are_not_renormalised_by_a_successful_call() -> None
     report = opt.on_new_data(data)
     assert torch.equal(model[0].weight, weight)
     assert report.skipped["0.weight"] == "not a Conv/Linear parameter"
+
+
+# -- issue 25: buffers a forward resizes in place (a freshly prepared QAT model) ----------------------
+
+
+def _qat_model() -> nn.Module:
+    """Linear layers prepared for QAT with the fbgemm qconfig, before their first forward: their
+    per-channel observers hold empty min_val/max_val and one-element scale/zero_point, which the
+    first forward resizes in place to one per output channel."""
+    quantization = pytest.importorskip("torch.ao.quantization")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    model.qconfig = quantization.get_default_qat_qconfig("fbgemm")
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation and observer notices
+        warnings.simplefilter("ignore")
+        quantization.prepare_qat(model.train(), inplace=True)
+    assert type(model[0]).__module__.startswith("torch.ao.nn.qat")
+    return model
+
+
+def _layouts(model: nn.Module) -> dict[str, tuple[Any, ...]]:
+    return {n: (b, b.shape, b.stride(), b.storage_offset()) for n, b in model.named_buffers()}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("fails", [False, True], ids=["success", "failure"])
+def test_buffers_that_forward_resizes_are_restored_in_place(fails: bool) -> None:
+    model = _qat_model()
+    untouched = copy.deepcopy(model)
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss())
+    data = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(3)]
+    before, layouts = snapshot(model, opt), _layouts(model)
+    assert layouts["0.weight_fake_quant.activation_post_process.min_val"][1] == (0,)
+    if fails:  # the forward of batch 0 has resized the observers when batch 1 fails
+        with pytest.raises(Boom) as info:
+            opt.on_new_data(data, loss_fn=_loss_raising_at(1, Boom("loss")))
+        assert "left as they were" in " ".join(info.value.__notes__)
+        assert_unchanged(before, model, opt)
+    else:
+        report = opt.on_new_data(data)
+        assert {p.name for p in report.params} == {"0.weight", "0.bias", "2.weight", "2.bias"}
+        assert_unchanged(before, model, opt, weights=False)
+    for name, (tensor, shape, stride, offset) in layouts.items():
+        b = dict(model.named_buffers())[name]
+        assert b is tensor and (b.shape, b.stride(), b.storage_offset()) == (shape, stride, offset), name
+    # Training goes on as on the model DASH never saw: its first forward resizes the observers itself.
+    with torch.no_grad():
+        untouched[0].weight.copy_(model[0].weight)
+        untouched[2].weight.copy_(model[2].weight)
+        untouched[0].bias.copy_(model[0].bias)
+        untouched[2].bias.copy_(model[2].bias)
+    x = torch.randn(5, 4)
+    assert torch.equal(model(x), untouched(x))
+    for (n, b), (_, c) in zip(model.named_buffers(), untouched.named_buffers(), strict=True):
+        assert b.shape == c.shape and torch.equal(b, c), n
+
+
+def test_a_buffer_a_forward_swaps_to_another_storage_is_rebound_to_its_own() -> None:
+    class _Swapping(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+            self.register_buffer("table", torch.arange(6.0).reshape(2, 3).t())  # a non-contiguous view
+            self.alias = self.table  # held elsewhere too, as observers do
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.table.set_(torch.zeros(5))  # the same object, another storage and layout
+            return self.lin(x)
+
+    model = _Swapping()
+    table, values, stride = model.table, model.table.clone(), model.table.stride()
+    opt = DASHWrapper(torch.optim.SGD(model.parameters(), lr=0.1), model=model, loss_fn=nn.CrossEntropyLoss())
+    opt.on_new_data([(torch.randn(4, 4), torch.randint(0, 3, (4,)))])
+    assert model.table is table is model.alias and model.table.stride() == stride
+    assert torch.equal(model.table, values)

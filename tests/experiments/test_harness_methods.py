@@ -1,4 +1,4 @@
-"""The harness's methods (fire, the uniform ablation, a user's own) and the statistics of DASH's factors."""
+"""The harness's methods (fire, the controls of DASH, a user's own) and the statistics of DASH's factors."""
 
 from __future__ import annotations
 
@@ -71,27 +71,106 @@ def _trained(method: str, config: ProtocolConfig):
     return learner, [(x[:16], y[:16]), (x[16:], y[16:])]
 
 
-def test_uniform_shrinks_what_dash_would_by_dashs_mean_factor() -> None:
-    config = ProtocolConfig(lr=0.1)
-    learner, batches = _trained("uniform", config)
-    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
-    momentum = {id(p): s["momentum_buffer"].clone() for p, s in learner.optimizer.state.items()}
-    # what DASH does to the same weights, on a copy
+def _dash_twin(learner, config: ProtocolConfig, batches):
+    """What DASH does to the learner's weights, on a copy: its report (the learner is untouched)."""
     twin = get_method("dash").new_learner(copy.deepcopy(learner.model), "sgd", config)
     report = twin.optimizer.on_new_data(batches)
     assert 0 < report.mean_factor < 1 and report.factors
+    return report
 
-    arrival = Arrival("sgd", config, lambda: CNN1d(12, 3, width=4), lambda: batches, torch.device("cpu"))
-    out = get_method("uniform").on_new_data(learner, arrival)
-    assert out is learner and learner.info == {"dash_mean_factor": report.mean_factor}
+
+def _applied(before: dict, model: nn.Module, name: str, like: torch.Tensor) -> torch.Tensor:
+    """The factor each unit of parameter ``name`` was multiplied by (least squares per unit, shaped as ``like``)."""
+    old, new = before[name].double(), dict(model.named_parameters())[name].detach().double()
+    dims = tuple(d for d in range(old.ndim) if like.shape[d] == 1) if like.ndim == old.ndim else tuple(range(old.ndim))
+    return ((old * new).sum(dims, keepdim=True) / (old * old).sum(dims, keepdim=True)).reshape(like.shape)
+
+
+def _arrival(config: ProtocolConfig, batches) -> Arrival:
+    return Arrival("sgd", config, lambda: CNN1d(12, 3, width=4), lambda: batches, torch.device("cpu"))
+
+
+def test_uniform_global_shrinks_what_dash_would_by_dashs_mean_factor() -> None:
+    config = ProtocolConfig(lr=0.1)
+    learner, batches = _trained("uniform_global", config)
+    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    momentum = {id(p): s["momentum_buffer"].clone() for p, s in learner.optimizer.state.items()}
+    report = _dash_twin(learner, config, batches)
+
+    out = get_method("uniform_global").on_new_data(learner, _arrival(config, batches))
+    assert out is learner and learner.info["dash_mean_factor"] == pytest.approx(report.mean_factor, rel=1e-6)
     for name, p in learner.model.named_parameters():
         expected = before[name] * report.mean_factor if name in report.factors else before[name]
-        assert torch.equal(p.detach(), expected), name
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-6, atol=0)
     assert {id(p): s["momentum_buffer"] for p, s in learner.optimizer.state.items()}.keys() == momentum.keys()
     for p, s in learner.optimizer.state.items():
         assert torch.equal(s["momentum_buffer"], momentum[id(p)])  # state kept, as DASH's "keep"
     factors = torch.cat([f.flatten() for f in report.factors.values()])
     assert factors.max() - factors.min() > 0.1  # DASH itself is not uniform here
+
+
+def test_uniform_global_takes_a_fixed_factor() -> None:
+    config = ProtocolConfig(lr=0.1, uniform_factor=0.55)
+    learner, batches = _trained("uniform_global", config)
+    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    report = _dash_twin(learner, config, batches)
+    get_method("uniform_global").on_new_data(learner, _arrival(config, batches))
+    assert learner.info["dash_mean_factor"] == pytest.approx(0.55)
+    for name, p in learner.model.named_parameters():
+        expected = before[name] * 0.55 if name in report.factors else before[name]
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-6, atol=0)
+
+
+def test_uniform_matched_keeps_each_tensors_mean_factor() -> None:
+    config = ProtocolConfig(lr=0.1)
+    learner, batches = _trained("uniform_matched", config)
+    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    report = _dash_twin(learner, config, batches)
+    get_method("uniform_matched").on_new_data(learner, _arrival(config, batches))
+    spread = 0.0
+    for name, dash in report.factors.items():
+        applied = _applied(before, learner.model, name, dash)
+        # every unit of the tensor shrinks alike, by DASH's mean factor for that tensor
+        torch.testing.assert_close(applied, torch.full_like(applied, dash.double().mean().item()), rtol=1e-5, atol=0)
+        spread = max(spread, float(dash.max() - dash.min()))
+    assert spread > 0.1  # so the control differs from DASH
+    for name, p in learner.model.named_parameters():
+        if name not in report.factors:
+            assert torch.equal(p.detach(), before[name]), name
+    means = {name: float(f.double().mean()) for name, f in report.factors.items()}
+    assert len({round(m, 6) for m in means.values()}) > 1  # not one global factor
+    weights = {n: f.numel() for n, f in report.factors.items()}
+    expected = sum(means[n] * weights[n] for n in means) / sum(weights.values())
+    assert learner.info["dash_mean_factor"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_shuffled_keeps_each_tensors_multiset_of_factors_and_moves_them() -> None:
+    config = ProtocolConfig(lr=0.1)
+    learner, batches = _trained("shuffled", config)
+    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    twin = copy.deepcopy(learner)
+    report = _dash_twin(learner, config, batches)
+    torch.manual_seed(7)
+    get_method("shuffled").on_new_data(learner, _arrival(config, batches))
+    moved = 0
+    for name, dash in report.factors.items():
+        applied = _applied(before, learner.model, name, dash).float()
+        # the same multiset of factors in each tensor
+        torch.testing.assert_close(applied.flatten().sort().values, dash.flatten().sort().values, rtol=1e-5, atol=1e-6)
+        moved += int((~torch.isclose(applied, dash, rtol=1e-5, atol=1e-6)).sum())
+    assert moved > 0  # on other units than DASH's
+    assert learner.info["dash_mean_factor"] == pytest.approx(report.mean_factor, rel=1e-5)
+    # seeded from the run: the same global seed gives the same permutation
+    torch.manual_seed(7)
+    get_method("shuffled").on_new_data(twin, _arrival(config, batches))
+    for (name, p), q in zip(learner.model.named_parameters(), twin.model.parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_the_old_name_uniform_is_a_deprecated_alias() -> None:
+    with pytest.warns(DeprecationWarning, match="'uniform' is deprecated .* use 'uniform_global' instead"):
+        method = get_method("uniform")
+    assert method is BUILTIN["uniform_global"] and "uniform" not in BUILTIN
 
 
 class Halve(Method):
@@ -144,7 +223,8 @@ def test_bad_methods_are_named(methods: list, error: type, message: str) -> None
 
 def test_builtin_registry_matches_the_method_names() -> None:
     assert set(BUILTIN) >= set(METHODS) and all(BUILTIN[name].name == name for name in BUILTIN)
-    assert get_method("uniform").label == "Uniform shrink" and get_method(BUILTIN["dash"]) is BUILTIN["dash"]
+    assert get_method("uniform_global").label == "Uniform shrink (global)"
+    assert get_method(BUILTIN["dash"]) is BUILTIN["dash"]
 
 
 def test_the_free_functions_of_0_2_are_deprecated_and_name_the_method_calls() -> None:

@@ -35,7 +35,7 @@ def _data() -> tuple[TensorDataset, TensorDataset]:
 
 
 def _strip(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds", "diagnostics_seconds")} for r in records]
 
 
 @pytest.fixture(scope="module")

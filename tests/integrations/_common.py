@@ -19,6 +19,7 @@ EXTRA_OF = {
     "accelerate": "hf",
     "timm": "timm",
     "schedulefree": "schedulefree",
+    "torchvision": "vision",
 }
 
 

@@ -10,7 +10,8 @@ import pytest
 from torch_dash_optim.experiments import ProtocolConfig
 
 CONFIG = ProtocolConfig(num_chunks=2, lr=0.05, batch_size=16, max_epochs=2)
-CNN_DIR, MLP_DIR = "experiments-mnist1d-cnn1d", "experiments-mnist1d-mlp"
+#: A 1-D CNN with every default method, and a 2-D CNN without the warm start (two seeds each).
+CNN_DIR, CNN2D_DIR = "experiments-mnist1d-cnn1d", "experiments-mnist-cnn2d"
 
 
 def rst_problems(text: str) -> list[str]:

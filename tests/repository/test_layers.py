@@ -28,8 +28,9 @@ NAME = "torch_dash_optim"
 #: torch_dash_optim`` gives): it may re-export the core, and nothing in the core imports it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("_checks", "_interrupts", "_extras", "_nesting", "_delegate", "_deprecation"),  # private base
-    ("functional",),
+    ("functional", "ranks"),  # pure tensor math: DASH's factors, and the ranks of matrices
     ("distributed",),  # DTensor helpers over functional; gather and the wrapper use them
+    ("names", "units"),  # parameter names across wrapper modules; unit rules by module type
     ("selection",),
     ("tolerance", "gather"),
     ("state_policy", "report"),

@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-MODULES = ["format", "experiments", "exploration", "mechanism", "figures", "text"]
+MODULES = ["format", "experiments", "exploration", "mechanism", "figures", "text", "tuning"]
 
 
 @pytest.mark.parametrize("name", MODULES)

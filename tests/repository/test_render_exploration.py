@@ -10,7 +10,7 @@ import pytest
 from scripts.render import exploration
 from scripts.render import format as render_format
 
-from ._render_folders import CNN_DIR, MLP_DIR, check_renders, rst_problems
+from ._render_folders import CNN2D_DIR, CNN_DIR, check_renders, rst_problems
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_warm_gap_numbers_come_from_the_records(at: Path) -> None:
     sentence = exploration.warm_gap_sentence("md", CNN_DIR)
     assert sentence.startswith(f"- `results/{CNN_DIR}` (seeds 0, 1): cold − warm")
     with pytest.raises(ValueError, match="no cold and warm runs"):
-        exploration.warm_gap("md", MLP_DIR)
+        exploration.warm_gap("md", CNN2D_DIR)
 
 
 def _exploration(tmp_path: Path) -> None:
@@ -74,19 +74,6 @@ def test_exploration_renders_every_run_against_the_default(tmp_path: Path, monke
     assert rst_problems(rst) == []
     with pytest.raises(FileNotFoundError, match="scripts/explore_features.py"):
         exploration.exploration("md", "exploration-features", "default")
-
-
-def test_reproduced_counts_equal_seeds(at: Path, tmp_path: Path) -> None:
-    records = render_format.load(CNN_DIR)["records"]
-    last = {(r["method"], r["seed"]): round(100 * r["test_acc"], 2) for r in records if r["experiment"] == 2}
-    run = {"tag": "x", "args": {"seeds": "0,1"},
-           "last": {"cold": [last[("cold", 0)], last[("cold", 1)]], "dash": [last[("dash", 0)], 1.0]}}
-    (at / "explore").mkdir(exist_ok=True)
-    (at / "explore" / "runs.jsonl").write_text(json.dumps(run) + "\n")
-    text = exploration.reproduced("md", "explore", "x", CNN_DIR)
-    assert "Cold (random init) 2 of 2; DASH 1 of 2 (mean" in text
-    with pytest.raises(ValueError, match="tag='y' is not in"):
-        exploration.reproduced("md", "explore", "y", CNN_DIR)
 
 
 def test_explore_features_parses_and_summarises() -> None:

@@ -8,16 +8,18 @@ import pytest
 
 from scripts.render import figures
 
-from ._render_folders import CNN_DIR, MLP_DIR
+from ._render_folders import CNN2D_DIR, CNN_DIR
 
 
 def test_figures_are_drawn(at: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(figures, "FIGURES", {"results": CNN_DIR, "factors": {"CNN": CNN_DIR, "MLP": MLP_DIR}})
+    monkeypatch.setattr(figures, "FIGURES", {"results": CNN_DIR, "mnist": CNN2D_DIR,
+                                             "factors": {"1-D CNN": CNN_DIR, "2-D CNN": CNN2D_DIR}})
     paths = figures.draw_figures(tmp_path)
-    assert [p.name for p in paths] == ["warmstart-results.png", "warmstart-factors.png"]
+    assert [p.name for p in paths] == ["warmstart-results.png", "warmstart-mnist.png", "warmstart-factors.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 
 def test_the_default_folder_is_the_docs_static_folder() -> None:
     assert figures.STATIC == figures.ROOT / "docs" / "_static"
-    assert (figures.STATIC / "warmstart-results.png").exists()
+    assert all((figures.STATIC / name).exists() for name in ("warmstart-results.png", "warmstart-mnist.png",
+                                                              "warmstart-factors.png"))

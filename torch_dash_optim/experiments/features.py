@@ -25,13 +25,15 @@ sample which patch holds its feature and which feature it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import math
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-__all__ = ["FeatureSpec", "FeaturesData", "make_features"]
+__all__ = ["FeatureDraws", "FeatureSpec", "FeaturesData", "make_features"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,21 @@ class FeatureSpec:
     def input_length(self) -> int:
         """The number of values in one input, ``patches * patch_dim``."""
         return self.patches * self.patch_dim
+
+    @property
+    def noise_to_feature(self) -> float:
+        """The typical norm of a noise patch over that of a feature, ``noise_std * sqrt(noise dims) / strength``.
+
+        A noise patch has ``patch_dim - num_features`` Gaussian coordinates of standard
+        deviation ``noise_std`` (its norm is about ``noise_std`` times their square root); a
+        feature has norm ``feature_strength``.
+
+        Examples
+        --------
+        >>> round(FeatureSpec().noise_to_feature, 2)  # 88 noise dimensions at std 1, feature of norm 1
+        9.38
+        """
+        return self.noise_std * math.sqrt(self.patch_dim - self.num_features) / self.feature_strength
 
 
 @dataclass
@@ -222,3 +239,46 @@ def make_features(spec: FeatureSpec | None = None) -> FeaturesData:
         p,
         pt,
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _drawn(spec: FeatureSpec) -> FeaturesData:
+    return make_features(spec)
+
+
+@dataclass(frozen=True)
+class FeatureDraws:
+    """The ``features`` data set drawn per data seed with given settings: ``draws(seed)`` is ``(train, test)``.
+
+    What :func:`~torch_dash_optim.experiments.run_protocol` takes as ``data=`` to give each seed
+    a draw of its own with settings other than the default (the noise sweep of
+    :mod:`~torch_dash_optim.experiments.mechanism`, say): data seed ``s`` draws
+    ``make_features(replace(spec, seed=s))``. It is picklable, so worker processes draw their
+    seeds' data themselves (a draw takes well under a second and the last few are cached).
+
+    Attributes
+    ----------
+    spec:
+        The settings; its ``seed`` is replaced by the data seed.
+
+    Examples
+    --------
+    >>> draws = FeatureDraws(FeatureSpec(num_train=40, num_test=10, noise_std=0.5))
+    >>> train, test = draws(3)
+    >>> len(train), len(test), draws.data(3).spec.seed
+    (40, 10, 3)
+    >>> bool(torch.equal(train.tensors[0], draws(4)[0].tensors[0]))
+    False
+    """
+
+    spec: FeatureSpec = field(default_factory=FeatureSpec)
+
+    def data(self, seed: int) -> FeaturesData:
+        """The whole draw of data seed ``seed``: the sets, the features and what each sample carries."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed={seed!r} must be an integer >= 0 (the data seed)")
+        return _drawn(replace(self.spec, seed=seed))
+
+    def __call__(self, seed: int) -> tuple[TensorDataset, TensorDataset]:
+        drawn = self.data(seed)
+        return drawn.train, drawn.test

@@ -4,18 +4,33 @@ Datasets built from tensors (``TensorDataset`` and ``Subset``/``ConcatDataset`` 
 batched by slicing tensors kept on the device, which is much faster than a
 :class:`~torch.utils.data.DataLoader` for small models; any other dataset goes through a
 ``DataLoader``. Both give the same batches for the same generator.
+
+**Balanced batches.** A training epoch never ends in a batch far below the batch size: an
+epoch of ``n`` examples at batch size ``B`` takes ``k = ceil(n / B)`` steps, as a plain
+loader does, but its batches hold ``n // k`` or ``n // k + 1`` examples (:func:`batch_sizes`).
+So every batch holds at least ``B // 2`` examples (when ``n >= B``) and at most ``B``. A
+plain loader would end the epoch in ``n mod B`` examples: 1800 examples at ``B = 128`` end
+in a batch of 8, whose BatchNorm statistics are noise. Merging that remainder into a larger
+batch would exceed ``B``, and dropping it (``drop_last``) would leave examples out of the
+epoch whose train accuracy ends the experiment; balancing does neither, and keeps the steps
+per epoch of the plain loader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset, TensorDataset
 
-__all__ = ["TensorLoader", "make_loader", "split_chunks", "tensors_of"]
+from ..gather import move_to_device
+
+__all__ = ["TensorLoader", "batch_sizes", "make_loader", "split_chunks", "tensors_of"]
+
+#: A function that turns one batch of a dataset, as collated, into ``(inputs, targets)``.
+SplitBatch = Callable[[Any], tuple[Any, Any]]
 
 
 def split_chunks(dataset: Dataset, num_chunks: int, generator: torch.Generator) -> list[Subset]:
@@ -55,6 +70,52 @@ def split_chunks(dataset: Dataset, num_chunks: int, generator: torch.Generator) 
         )
     perm = torch.randperm(n, generator=generator).tolist()
     return [Subset(dataset, perm[i * size : (i + 1) * size]) for i in range(num_chunks)]
+
+
+def batch_sizes(n: int, batch_size: int, balanced: bool = True) -> list[int]:
+    """The sizes of the batches of one epoch over ``n`` examples.
+
+    Parameters
+    ----------
+    n:
+        Examples in the epoch.
+    batch_size:
+        The batch size ``B``.
+    balanced:
+        ``True``: ``ceil(n / B)`` batches of ``n // k`` or ``n // k + 1`` examples, the larger
+        ones first (the rule of the training loader; see the module). ``False``: batches of
+        ``B`` and a last one of the remainder, as a plain ``DataLoader``.
+
+    Returns
+    -------
+    list of int
+        The batch sizes, in order; they sum to ``n`` (empty for ``n = 0``).
+
+    Examples
+    --------
+    >>> batch_sizes(1800, 128, balanced=False)[-2:]
+    [128, 8]
+    >>> sorted(set(batch_sizes(1800, 128)))
+    [120]
+    >>> batch_sizes(10, 4)
+    [4, 3, 3]
+    """
+    if n <= 0:
+        return []
+    k = -(-n // batch_size)
+    if not balanced:
+        return [batch_size] * (k - 1) + [n - batch_size * (k - 1)]
+    small, extra = divmod(n, k)
+    return [small + 1] * extra + [small] * (k - extra)
+
+
+def _bounds(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each batch of ``sizes``, in order."""
+    out, start = [], 0
+    for size in sizes:
+        out.append((start, start + size))
+        start += size
+    return out
 
 
 def _indices(dataset: Dataset) -> tuple[TensorDataset, list[int]] | None:
@@ -107,11 +168,18 @@ def tensors_of(dataset: Dataset) -> tuple[Tensor, ...] | None:
 class TensorLoader:
     """Batches of tensors kept on one device, optionally reshuffled every epoch.
 
+    With ``balanced=True`` the batches follow :func:`batch_sizes`'s balanced rule; with
+    ``split_batch`` each batch (a tuple of the tensors' slices) is passed through it.
+
     Examples
     --------
     >>> loader = TensorLoader((torch.arange(5.0), torch.arange(5)), batch_size=2)
     >>> [y.tolist() for _, y in loader]
     [[0, 1], [2, 3], [4]]
+    >>> [y.tolist() for _, y in TensorLoader((torch.arange(5.0), torch.arange(5)), 2, balanced=True)]
+    [[0, 1], [2, 3], [4]]
+    >>> [len(y) for _, y in TensorLoader((torch.arange(7.0), torch.arange(7)), 4, balanced=True)]
+    [4, 3]
     >>> len(loader)
     3
     """
@@ -122,39 +190,61 @@ class TensorLoader:
         batch_size: int,
         shuffle: bool = False,
         generator: torch.Generator | None = None,
+        balanced: bool = False,
+        split_batch: SplitBatch | None = None,
     ) -> None:
         self.tensors = tuple(tensors)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
+        self.balanced = balanced
+        self.split_batch = split_batch
 
     def __len__(self) -> int:
-        return -(-len(self.tensors[0]) // self.batch_size)
+        return len(batch_sizes(len(self.tensors[0]), self.batch_size, self.balanced))
 
-    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+    def __iter__(self) -> Iterator[Any]:
         n = len(self.tensors[0])
+        bounds = _bounds(batch_sizes(n, self.batch_size, self.balanced))
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator).to(self.tensors[0].device)
-            for start in range(0, n, self.batch_size):
-                index = order[start : start + self.batch_size]
-                yield tuple(t[index] for t in self.tensors)
+            batches = (tuple(t[order[a:b]] for t in self.tensors) for a, b in bounds)
         else:
-            for start in range(0, n, self.batch_size):
-                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+            batches = (tuple(t[a:b] for t in self.tensors) for a, b in bounds)
+        for batch in batches:
+            yield batch if self.split_batch is None else self.split_batch(batch)
+
+
+class _BatchSampler(Sampler[list[int]]):
+    """Index batches of :func:`batch_sizes`, over ``torch.randperm(n, generator)`` when shuffled."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, balanced: bool):
+        self.n, self.shuffle, self.generator = n, shuffle, generator
+        self.bounds = _bounds(batch_sizes(n, batch_size, balanced))
+
+    def __len__(self) -> int:
+        return len(self.bounds)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.n, generator=self.generator).tolist() if self.shuffle else range(self.n)
+        for a, b in self.bounds:
+            yield list(order[a:b])
 
 
 class _DeviceLoader:
-    """A DataLoader whose batches are moved to a device."""
+    """A DataLoader whose batches go through ``split_batch`` (if any) and to a device."""
 
-    def __init__(self, loader: DataLoader, device: torch.device) -> None:
-        self.loader, self.device = loader, device
+    def __init__(self, loader: DataLoader, device: torch.device, split_batch: SplitBatch | None = None) -> None:
+        self.loader, self.device, self.split_batch = loader, device, split_batch
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
         for batch in self.loader:
-            yield tuple(t.to(self.device, non_blocking=True) for t in batch)
+            if self.split_batch is not None:
+                batch = self.split_batch(batch)
+            yield tuple(move_to_device(part, self.device) for part in batch)
 
 
 def make_loader(
@@ -165,36 +255,42 @@ def make_loader(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     workers: int = 0,
+    balanced: bool = False,
+    split_batch: SplitBatch | None = None,
 ) -> TensorLoader | _DeviceLoader:
     """Return an iterable of ``(inputs, targets)`` batches on ``device``, with ``len()``.
 
     Parameters
     ----------
     dataset:
-        Any map-style dataset of ``(input, target)`` pairs.
+        A map-style dataset of ``(input, target)`` pairs, or of any items that ``split_batch``
+        turns into such pairs once collated (dicts, say).
     batch_size, shuffle, generator:
-        As for :class:`~torch.utils.data.DataLoader` (the generator drives the shuffle).
+        As for :class:`~torch.utils.data.DataLoader` (the generator drives the shuffle:
+        ``torch.randperm(len(dataset), generator=generator)`` each epoch).
     device:
         Where the batches go.
     workers:
         ``num_workers`` of the DataLoader (unused for tensor-backed datasets).
+    balanced:
+        Balanced batches (:func:`batch_sizes`): what the protocol's training loader uses.
+        ``False``: batches of ``batch_size`` and the remainder.
+    split_batch:
+        Turns each batch, as collated (a tuple of tensors for a tensor-backed dataset), into
+        ``(inputs, targets)``; ``None``: the batch is that pair already.
 
     Examples
     --------
     >>> data = torch.utils.data.TensorDataset(torch.randn(10, 3), torch.arange(10))
     >>> len(make_loader(data, 4))
     3
+    >>> [len(y) for _, y in make_loader(data, 4, balanced=True)]
+    [4, 3, 3]
     """
     device = torch.device(device)
     tensors = tensors_of(dataset)
     if tensors is not None:
-        return TensorLoader([t.to(device) for t in tensors], batch_size, shuffle, generator)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-    )
-    return _DeviceLoader(loader, device)
+        return TensorLoader([t.to(device) for t in tensors], batch_size, shuffle, generator, balanced, split_batch)
+    sampler = _BatchSampler(len(dataset), batch_size, shuffle, generator, balanced)  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda")
+    return _DeviceLoader(loader, device, split_batch)

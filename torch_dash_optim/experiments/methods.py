@@ -9,10 +9,9 @@ objects beside the built-in names; see :class:`Method` for an example.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -21,11 +20,14 @@ from torch.optim import Optimizer
 
 from .._deprecation import warn_moved
 from ..baselines import L2Init, fire_, reset_last_layer_, shrink_perturb_
+from ..report import DASHReport
+from ..selection import select
 from ..wrapper import DASHWrapper
 from .config import ProtocolConfig
 from .training import make_optimizer
 
 __all__ = [
+    "ALIASES",
     "BUILTIN",
     "FACTOR_QUANTILES",
     "KIND_LABELS",
@@ -35,6 +37,7 @@ __all__ = [
     "Method",
     "factor_stats",
     "get_method",
+    "layer_kinds",
 ]
 
 #: The kinds of DASH units the factor statistics are grouped by.
@@ -85,6 +88,9 @@ class Arrival:
         last, one batch per chunk (what DASH's gradient pass uses).
     device:
         Where the model lives.
+    loss_fn:
+        The run's loss, ``loss_fn(outputs, targets)`` (``run_protocol(loss_fn=...)``); ``None``:
+        the cross-entropy. DASH's gradient pass, and its controls', use it.
 
     Examples
     --------
@@ -98,6 +104,7 @@ class Arrival:
     model_factory: Callable[[], nn.Module]
     seen_so_far: Callable[[], Iterable[Any]]
     device: torch.device
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def new_optimizer(self, model: nn.Module) -> Optimizer:
         """A fresh optimizer of the run's kind over ``model``'s parameters."""
@@ -231,25 +238,34 @@ class ResetLastLayer(Method):
 
 
 class Fire(Method):
-    """FIRE (:func:`~torch_dash_optim.baselines.fire_`) and a new optimizer, as the official code does."""
+    """FIRE (:func:`~torch_dash_optim.baselines.fire_`, mixing weight ``config.fire_alpha``) and a new optimizer.
+
+    The new optimizer is what the official code does at every new chunk.
+    """
 
     name, label = "fire", "FIRE"
 
     def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
-        fire_(learner.model)
+        fire_(learner.model, alpha=arrival.config.fire_alpha)
         learner.optimizer = arrival.new_optimizer(learner.model)
         return learner
 
 
-def _dash(model: nn.Module, optimizer: Optimizer, config: ProtocolConfig) -> DASHWrapper:
-    """DASH around ``optimizer`` with the protocol's ``lambd`` and ``alpha`` and the cross-entropy loss."""
+def _dash(
+    model: nn.Module, optimizer: Optimizer, config: ProtocolConfig, loss_fn: Callable[..., Tensor] | None = None
+) -> DASHWrapper:
+    """DASH around ``optimizer`` with the protocol's ``lambd`` and ``alpha``, and ``loss_fn`` (or cross-entropy)."""
     return DASHWrapper(
-        optimizer, model=model, loss_fn=nn.CrossEntropyLoss(), lambd=config.dash_lambd, alpha=config.dash_alpha
+        optimizer,
+        model=model,
+        loss_fn=loss_fn if loss_fn is not None else nn.CrossEntropyLoss(),
+        lambd=config.dash_lambd,
+        alpha=config.dash_alpha,
     )
 
 
 class Dash(Method):
-    """DASH: :meth:`~torch_dash_optim.DASHWrapper.on_new_data` over all chunks so far.
+    """DASH: :meth:`~torch_dash_optim.DASHWrapper.on_new_data` over all chunks so far, with the run's loss.
 
     The factors' statistics per layer kind (:func:`factor_stats`) go to ``learner.info``.
     """
@@ -260,39 +276,122 @@ class Dash(Method):
         return Learner(model, _dash(model, make_optimizer(model, optimizer, config), config))
 
     def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
+        self.shrink(learner, arrival)
+        return learner
+
+    def shrink(self, learner: Learner, arrival: Arrival) -> DASHReport:
+        """DASH's call on the learner, its statistics put in ``learner.info``; return its report.
+
+        Parameters
+        ----------
+        learner:
+            The learner of :meth:`new_learner`, whose optimizer is the :class:`~torch_dash_optim.DASHWrapper`.
+        arrival:
+            The data so far and the settings.
+
+        Returns
+        -------
+        DASHReport
+            What the call did, its factors included.
+        """
         if not isinstance(learner.optimizer, DASHWrapper):
             raise TypeError(
                 f"the dash method needs the DASHWrapper its new_learner builds, not {type(learner.optimizer).__name__}"
             )
-        report = learner.optimizer.on_new_data(arrival.seen_so_far())
+        report = learner.optimizer.on_new_data(arrival.seen_so_far(), loss_fn=arrival.loss_fn)
         learner.info["dash_mean_factor"] = report.mean_factor
         learner.info["dash_at_floor"] = report.at_floor
         learner.info["dash_factors"] = factor_stats(learner.model, report.factors, arrival.config.dash_lambd)
-        return learner
+        return report
 
 
-class UniformShrink(Method):
-    """The ablation of DASH's direction: shrink every unit DASH would shrink by DASH's mean factor.
+def _dash_report(model: nn.Module, arrival: Arrival) -> DASHReport:
+    """DASH's report on ``model`` as it is (same gradient pass and settings as the ``dash`` method), nothing applied."""
+    wrapper = _dash(model, arrival.new_optimizer(model), arrival.config, arrival.loss_fn)
+    return wrapper.on_new_data(arrival.seen_so_far(), dry_run=True)
 
-    DASH's factors are computed on a copy of the model (the same gradient pass, same settings,
-    nothing applied to the run's model); then every parameter DASH would shrink is multiplied
-    by their mean over all units (:attr:`DASHReport.mean_factor
-    <torch_dash_optim.DASHReport.mean_factor>`). The optimizer state is kept, as DASH's
-    default ``state="keep"`` does. The factor goes to ``learner.info["dash_mean_factor"]``.
+
+def _apply(report: DASHReport, factors: dict[str, Tensor], model: nn.Module) -> None:
+    """Multiply ``model``'s parameters by ``factors`` (per name of ``report``), matching names as the report does."""
+    replace(report, factors=factors).apply_to(model)
+
+
+class _DashControl(Method):
+    """A control of DASH: DASH's factors from the same gradient pass, changed, then applied to the run's model.
+
+    The factors come from :meth:`DASHWrapper.on_new_data <torch_dash_optim.DASHWrapper.on_new_data>`
+    with ``dry_run=True`` on the run's own model (the same pass, settings and ``lambd`` as the
+    ``dash`` method; nothing is changed by it), then :meth:`factors` changes them and
+    :meth:`DASHReport.apply_to <torch_dash_optim.DASHReport.apply_to>` applies them, matching
+    parameter names as the report does. The optimizer state is kept, as DASH's default
+    ``state="keep"`` does. The mean factor applied over all units goes to
+    ``learner.info["dash_mean_factor"]``.
     """
 
-    name, label = "uniform", "Uniform shrink"
+    def factors(self, report: DASHReport, config: ProtocolConfig) -> dict[str, Tensor]:
+        """The factors to apply, per parameter name of ``report``."""
+        raise NotImplementedError
 
     def on_new_data(self, learner: Learner, arrival: Arrival) -> Learner:
-        shadow = copy.deepcopy(learner.model)
-        report = _dash(shadow, arrival.new_optimizer(shadow), arrival.config).on_new_data(arrival.seen_so_far())
-        factor = report.mean_factor
-        params = dict(learner.model.named_parameters())
-        with torch.no_grad():
-            for name in report.factors:
-                params[name].mul_(factor)
-        learner.info["dash_mean_factor"] = factor
+        report = _dash_report(learner.model, arrival)
+        factors = self.factors(report, arrival.config)
+        _apply(report, factors, learner.model)
+        units = sum(f.numel() for f in factors.values())
+        total = sum(float(f.double().sum()) for f in factors.values())
+        learner.info["dash_mean_factor"] = total / units if units else 1.0
         return learner
+
+
+class UniformGlobal(_DashControl):
+    """The global uniform shrink: every unit DASH would shrink, by one factor.
+
+    The factor is ``uniform_factor`` of the
+    :class:`~torch_dash_optim.experiments.config.ProtocolConfig` if set, else DASH's
+    mean factor over all units at that stage (:attr:`DASHReport.mean_factor
+    <torch_dash_optim.DASHReport.mean_factor>`). With DASH's mean, the largest tensor decides the
+    factor of every other one; :class:`UniformMatched` keeps each tensor's own shrink.
+    Formerly named ``uniform`` (that name still works, with a ``DeprecationWarning``).
+    """
+
+    name, label = "uniform_global", "Uniform shrink (global)"
+
+    def factors(self, report: DASHReport, config: ProtocolConfig) -> dict[str, Tensor]:
+        factor = report.mean_factor if config.uniform_factor is None else config.uniform_factor
+        return {name: torch.full_like(f, factor) for name, f in report.factors.items()}
+
+
+class UniformMatched(_DashControl):
+    """A uniform shrink matched tensor by tensor: each tensor's units, by DASH's mean factor for that tensor.
+
+    Each layer shrinks by as much as under DASH, but every unit of it alike: DASH minus this
+    control is what DASH's choice of *which* units to shrink adds to the size of each layer's
+    shrink.
+    """
+
+    name, label = "uniform_matched", "Uniform shrink (per tensor)"
+
+    def factors(self, report: DASHReport, config: ProtocolConfig) -> dict[str, Tensor]:
+        return {name: torch.full_like(f, float(f.double().mean())) for name, f in report.factors.items()}
+
+
+class Shuffled(_DashControl):
+    """DASH's own factors, permuted at random within each tensor.
+
+    Each tensor gets exactly DASH's factors (the same multiset, so the same mean, spread and
+    share at the floor), but on units chosen at random: the direction information is destroyed.
+    The permutations are drawn from torch's global generator, which the protocol seeds from the
+    run's seed and the experiment, so they are reproducible.
+    """
+
+    name, label = "shuffled", "Shuffled DASH factors"
+
+    def factors(self, report: DASHReport, config: ProtocolConfig) -> dict[str, Tensor]:
+        out = {}
+        for name, f in report.factors.items():
+            flat = f.reshape(-1)
+            perm = torch.randperm(flat.numel()).to(flat.device)
+            out[name] = flat[perm].reshape(f.shape)
+        return out
 
 
 #: The built-in methods, by name, in the order of :data:`~torch_dash_optim.experiments.config.METHODS`.
@@ -306,10 +405,16 @@ BUILTIN: dict[str, Method] = {
         L2InitMethod(),
         ResetLastLayer(),
         Fire(),
-        UniformShrink(),
+        UniformGlobal(),
+        UniformMatched(),
+        Shuffled(),
         Dash(),
     )
 }
+
+
+#: Former names of built-in methods, still accepted with a ``DeprecationWarning``: the new name.
+ALIASES: dict[str, str] = {"uniform": "uniform_global"}
 
 
 def get_method(method: str | Method) -> Method:
@@ -318,7 +423,7 @@ def get_method(method: str | Method) -> Method:
     Parameters
     ----------
     method:
-        A name of :data:`BUILTIN` or a :class:`Method` object.
+        A name of :data:`BUILTIN` (or a former name, :data:`ALIASES`) or a :class:`Method` object.
 
     Returns
     -------
@@ -345,6 +450,9 @@ def get_method(method: str | Method) -> Method:
             )
         return method
     if isinstance(method, str):
+        if method in ALIASES:
+            warn_moved(f"the method name {method!r}", repr(ALIASES[method]))
+            return BUILTIN[ALIASES[method]]
         if method not in BUILTIN:
             raise ValueError(f"unknown method {method!r}; use one of {', '.join(BUILTIN)} or a Method object")
         return BUILTIN[method]
@@ -358,13 +466,55 @@ def _kind(module: nn.Module, attr: str) -> str:
     return "linear" if isinstance(module, nn.Linear) else "conv"
 
 
+def _shape_kind(factor: Tensor) -> str:
+    """The layer kind of a parameter found in no module, from its factors' shape (as DASH's shape rule)."""
+    return "bias" if factor.ndim <= 1 else "linear" if factor.ndim == 2 else "conv"
+
+
+def layer_kinds(model: nn.Module, names: Iterable[str]) -> dict[str, str]:
+    """The layer kind of each shrunk parameter of a :class:`~torch_dash_optim.DASHReport`, from its module's type.
+
+    The names are resolved as DASH names them (:func:`torch_dash_optim.selection.select` on
+    ``model``), so a compiled model (``_orig_mod.``), a DDP wrapper or a child named ``module``
+    get the kinds of their real modules.
+
+    Parameters
+    ----------
+    model:
+        The model given to the :class:`~torch_dash_optim.DASHWrapper`.
+    names:
+        Parameter names of the report (the keys of ``report.factors``).
+
+    Returns
+    -------
+    dict of str to str
+        ``"conv"``, ``"linear"`` or ``"bias"`` per name found; names of no module's parameter
+        are left out.
+
+    Examples
+    --------
+    >>> model = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Linear(2, 2))
+    >>> layer_kinds(model, ["0.weight", "0.bias", "1.weight"])
+    {'0.weight': 'conv', '0.bias': 'bias', '1.weight': 'linear'}
+    """
+    owner: dict[int, str] = {}
+    for module in model.modules():
+        for attr, p in module.named_parameters(recurse=False):
+            owner.setdefault(id(p), _kind(module, attr))
+    params = [p for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)]
+    targets = select([{"params": params}], model, lambd=0.0, granularity="kernel").targets
+    by_name = {t.name: owner[id(t.param)] for t in targets if id(t.param) in owner}
+    return {name: by_name[name] for name in names if name in by_name}
+
+
 def factor_stats(model: nn.Module, factors: dict[str, Tensor], lambd: float) -> dict[str, dict[str, Any]]:
     """Summarise DASH's factors per layer kind: units, share at the floor, mean, quantiles, histogram.
 
     Parameters
     ----------
     model:
-        The model whose parameters the factors belong to (to tell conv from Linear weights).
+        The model whose parameters the factors belong to (the kind of each comes from the type
+        of its module, see :func:`layer_kinds`).
     factors:
         :attr:`DASHReport.factors <torch_dash_optim.DASHReport.factors>`: per parameter name,
         its factors (one per unit).
@@ -385,13 +535,10 @@ def factor_stats(model: nn.Module, factors: dict[str, Tensor], lambd: float) -> 
     >>> stats["linear"]["units"], stats["linear"]["at_floor"], stats["linear"]["q50"]
     (2, 0.5, 0.6)
     """
-    kinds: dict[str, str] = {}
-    for mname, module in model.named_modules():
-        for attr, _p in module.named_parameters(recurse=False):
-            kinds[f"{mname}.{attr}" if mname else attr] = _kind(module, attr)
+    kinds = layer_kinds(model, factors)
     pooled: dict[str, list[Tensor]] = {}
     for name, f in factors.items():
-        pooled.setdefault(kinds.get(name, "linear"), []).append(f.detach().flatten().float().cpu())
+        pooled.setdefault(kinds.get(name) or _shape_kind(f), []).append(f.detach().flatten().float().cpu())
     out: dict[str, dict[str, Any]] = {}
     for kind in LAYER_KINDS:
         if kind not in pooled:

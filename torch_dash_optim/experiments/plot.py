@@ -3,13 +3,15 @@
 :func:`plot_results` stacks panels that stay legible at 400 px width: test accuracy and
 training steps against the experiment (mean ± std band over seeds, DASH drawn thick and on
 top, one colour and marker per method, SAM dashed), DASH against each other method at the last
-experiment (paired per-seed differences with their 95% intervals, from :mod:`.stats`), and the
+experiment (paired per-seed differences with their 95% intervals, from :mod:`.stats`), the
+plasticity diagnostics after each experiment (dormant units and feature rank), and the
 distribution of DASH's factors per layer kind. :func:`plot_factor_distributions` compares the
 factor distributions of several results (for example the default CNN and ``--model mlp``).
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,7 +21,7 @@ from .._extras import install_hint
 from .config import OPTIMIZERS
 from .methods import KIND_LABELS, LAYER_KINDS
 from .stats import LABELS, Comparison, compare
-from .summary import method_order
+from .summary import method_order, per_experiment
 
 __all__ = ["COLORS", "plot_factor_distributions", "plot_results"]
 
@@ -32,7 +34,10 @@ COLORS: dict[str, str] = {
     "l2_init": "#009E73",
     "reset": "#CC79A7",
     "fire": "#8C564B",
-    "uniform": "#000000",
+    "uniform_global": "#000000",
+    "uniform_matched": "#6A3D9A",
+    "shuffled": "#B8860B",
+    "uniform": "#000000",  # the former name of uniform_global, in older results
     "dash": "#D55E00",
 }
 _MARKERS = {
@@ -43,6 +48,9 @@ _MARKERS = {
     "l2_init": "D",
     "reset": "P",
     "fire": "X",
+    "uniform_global": "h",
+    "uniform_matched": "H",
+    "shuffled": "d",
     "uniform": "h",
     "dash": "*",
 }
@@ -154,7 +162,7 @@ def _draw_differences(axes: Any, comparisons: list[Comparison], max_epochs: int 
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_yticklabels(names, fontsize=8)
     axes[1].set_yticklabels([])
-    axes[0].set_title("last experiment: seeds (dots), mean with 95% interval (bar)", fontsize=8.5, loc="left")
+    axes[0].set_title("last experiment: seeds (dots),\nmean with 95% interval (bar)", fontsize=8.5, loc="left")
 
 
 def plot_results(
@@ -172,8 +180,10 @@ def plot_results(
     and optimizer; SGD solid, SAM dashed; DASH thick and on top); when DASH ran beside other
     methods, the paired per-seed differences at the last experiment (test accuracy in points,
     steps as a ratio), each method's mean with its 95% t interval (:func:`.stats.compare`),
-    "cap" marking pairs with a run stopped at the epoch cap; and, when DASH ran, the
-    cumulative distribution of its factors per layer kind (pooled over seeds and experiments).
+    "cap" marking pairs with a run stopped at the epoch cap; when the records hold them, the
+    plasticity diagnostics after each experiment (the share of dormant units and the rank of
+    the penultimate features, mean over seeds); and, when DASH ran, the cumulative
+    distribution of its factors per layer kind (pooled over seeds and experiments).
 
     Parameters
     ----------
@@ -208,14 +218,26 @@ def plot_results(
         series[(r["method"], r["optimizer"])][int(r["experiment"])].append((100 * r["test_acc"], r["steps"]))
     hist = _histogram([r for r in records if r["method"] == "dash"])
     comparisons = compare(records, "dash", max_epochs, threshold)
-    heights = [2.8, 2.8] + ([0.9 + 0.32 * len(comparisons)] if comparisons else []) + ([2.8] if hist else [])
+    plasticity = {key: per_experiment(records, key) for key in ("dormant", "feature_rank")}
+    has_plasticity = any(plasticity.values())
+    heights = (
+        [2.8, 2.8]
+        + ([0.9 + 0.32 * len(comparisons)] if comparisons else [])
+        + ([2.3] if has_plasticity else [])
+        + ([2.8] if hist else [])
+    )
     fig = plt.figure(figsize=(5.2, sum(heights) + 0.8 + 0.6 * len(heights[2:])), dpi=100)
     grid = fig.add_gridspec(len(heights), 2, height_ratios=heights)
     axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, :])]
+    row = 2
     if comparisons:
-        diff_axes = [fig.add_subplot(grid[2, 0]), fig.add_subplot(grid[2, 1])]
+        diff_axes = [fig.add_subplot(grid[row, 0]), fig.add_subplot(grid[row, 1])]
+        row += 1
+    if has_plasticity:
+        plasticity_axes = [fig.add_subplot(grid[row, 0]), fig.add_subplot(grid[row, 1])]
+        row += 1
     if hist:
-        axes.append(fig.add_subplot(grid[len(heights) - 1, :]))
+        axes.append(fig.add_subplot(grid[row, :]))
     order = method_order(m for m, _o in series)
     keys = sorted(series, key=lambda k: (order.index(k[0]), OPTIMIZERS.index(k[1])))
     several = len({opt for _m, opt in keys}) > 1
@@ -252,24 +274,29 @@ def plot_results(
     axes[1].set(xlabel="experiment (chunks seen)", ylabel="training steps")
     for ax in axes[:2]:
         ax.grid(alpha=0.3)
+    for ax in axes[:2]:
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     handles, labels = axes[0].get_legend_handles_labels()
+    columns = (2 if max(map(len, labels)) > 20 else 3) if len(labels) > 4 else len(labels)
     fig.legend(
         handles,
         labels,
         loc="upper center",
-        ncol=3 if len(labels) > 4 else len(labels),
+        ncol=columns,
         fontsize=8.5,
         frameon=False,
         bbox_to_anchor=(0.5, 1.0),
     )
     if comparisons:
         _draw_differences(diff_axes, comparisons, max_epochs)
+    if has_plasticity:
+        _draw_plasticity(plasticity_axes, plasticity, order)
     if hist:
         _draw_histogram(axes[2], hist, lambd)
         axes[2].set_title("DASH's factors, all seeds and experiments", fontsize=9)
-    if title:
-        axes[0].set_title(title, fontsize=9)
-    rows = -(-len(labels) // 3) if len(labels) > 4 else 1
+    if title:  # wrapped: the figure is narrow (a phone's width in the docs)
+        axes[0].set_title(textwrap.fill(title, 48), fontsize=9)
+    rows = -(-len(labels) // columns)
     height = fig.get_figheight()
     fig.tight_layout(rect=(0, 0, 1, 1 - (0.2 * rows + 0.12) / height))
     path = Path(path)
@@ -277,6 +304,40 @@ def plot_results(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _draw_plasticity(
+    axes: Any, plasticity: dict[str, dict[tuple[str, str], dict[int, float]]], order: list[str]
+) -> None:
+    """Dormant units (%) and feature rank after each experiment: one line per method (mean over seeds)."""
+    for ax, key, scale, ylabel in (
+        (axes[0], "dormant", 100.0, "dormant units (%)"),
+        (axes[1], "feature_rank", 1.0, "feature rank (srank)"),
+    ):
+        means = plasticity[key]
+        for method, opt in sorted(means, key=lambda k: (order.index(k[0]) if k[0] in order else len(order),
+                                                        OPTIMIZERS.index(k[1]))):
+            by_exp = means[(method, opt)]
+            xs = sorted(by_exp)
+            is_dash = method == "dash"
+            ax.plot(
+                xs,
+                [scale * by_exp[x] for x in xs],
+                "-" if opt == "sgd" else "--",
+                color=COLORS.get(method, "k"),
+                lw=2.2 if is_dash else 1.1,
+                marker=_MARKERS.get(method, "o"),
+                ms=5 if is_dash else 3,
+                zorder=4 if is_dash else 2,
+            )
+        if not means:
+            ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center", color="0.4")
+        ax.set(xlabel="experiment", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        if key == "dormant" and means and not any(v for m in means.values() for v in m.values()):
+            ax.set_ylim(-1, 10)
+            ax.text(0.5, 0.55, "no dormant unit", transform=ax.transAxes, ha="center", fontsize=8, color="0.3")
+    axes[0].set_title("after each experiment, mean over seeds", fontsize=8.5, loc="left")
 
 
 def _focus(ax: Any, series: dict[tuple[str, str], dict[int, list[tuple[float, float]]]]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
@@ -18,16 +20,33 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from .._interrupts import deferred_interrupts, sigint_blocked
+from ..diagnostics import diagnose
+from .checks import _check_seeds, _Data, _eager, _inputs, _preflight, _Task
 from .config import METHODS, OPTIMIZERS, ProtocolConfig
-from .loaders import make_loader, split_chunks
-from .methods import BUILTIN, Arrival, Learner, Method, get_method
+from .loaders import SplitBatch, make_loader, split_chunks
+from .methods import ALIASES, BUILTIN, Arrival, Learner, Method, get_method
 from .store import RunStore, read_config, saved_records, write_config, write_tables
-from .training import evaluate, train_to_threshold
+from .training import Loss, Metric, evaluate, train_to_threshold
+from .workers import stop_workers
 
-__all__ = ["OutputExistsError", "SettingsMismatchError", "run_protocol"]
+__all__ = [
+    "DIAGNOSTIC_SAMPLES",
+    "DIAGNOSTIC_TAU",
+    "OutputExistsError",
+    "SettingsMismatchError",
+    "run_protocol",
+]
+
+#: Training examples (a fixed random subsample of each seed's training set, the same for every
+#: method and experiment) over which the plasticity diagnostics are measured after each experiment.
+DIAGNOSTIC_SAMPLES: int = 512
+#: ReDo's dormancy threshold of the recorded dormant share (see :func:`torch_dash_optim.diagnostics.diagnose`).
+DIAGNOSTIC_TAU: float = 0.025
+#: How the training batches are formed (saved with the settings; see :mod:`.loaders`).
+_BATCHES = "balanced: ceil(n / batch_size) batches of n // k or n // k + 1 examples"
 
 
 class OutputExistsError(FileExistsError):
@@ -75,7 +94,7 @@ def _check_methods(given: Sequence[str | Method] | str | Method) -> dict[str, Me
     given = list(given)
     if not given:
         raise ValueError(f"methods is empty; use some of {', '.join(BUILTIN)}, or Method objects")
-    bad = [g for g in given if isinstance(g, str) and g not in BUILTIN]
+    bad = [g for g in given if isinstance(g, str) and g not in BUILTIN and g not in ALIASES]
     if bad:
         raise ValueError(f"unknown methods {bad!r}; use some of {', '.join(BUILTIN)}, or Method objects")
     out: dict[str, Method] = {}
@@ -90,18 +109,6 @@ def _check_methods(given: Sequence[str | Method] | str | Method) -> dict[str, Me
             )
         out[method.name] = method
     return out
-
-
-def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
-    """``seeds`` as a tuple of distinct integers >= 0; anything else is refused."""
-    if isinstance(seeds, int):
-        seeds = [seeds]
-    seeds = tuple(seeds)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ValueError(f"seeds={seeds!r} must be one or more integers >= 0")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds {seeds!r} lists one twice")
-    return seeds
 
 
 @contextmanager
@@ -122,11 +129,44 @@ def _progress(total: int, enabled: bool) -> Iterator[Any]:
             bar.close()
 
 
+
+def _settings(task: _Task, setup: dict[str, Any] | None, source: _Data) -> dict[str, Any]:
+    """What ``config.json`` saves (and ``resume`` checks): protocol, setup, data rule, batches, objective."""
+    settings: dict[str, Any] = {
+        "protocol": task.config.to_dict(),
+        "setup": dict(setup or {}),
+        "data": source.settings(),
+        "harness": {
+            "batches": _BATCHES,
+            "diagnostics": {"samples": DIAGNOSTIC_SAMPLES, "tau": DIAGNOSTIC_TAU} if task.diagnostics else None,
+        },
+    }
+    if task.loss_fn is not None or task.metric is not None:
+        metric = task.metric
+        settings["objective"] = {
+            "loss": "cross_entropy" if task.loss_fn is None else _describe(task.loss_fn),
+            "metric": "accuracy" if metric is None else metric.name,
+            "threshold": task.config.threshold if metric is None else metric.threshold,
+            "higher_is_better": True if metric is None else metric.higher_is_better,
+        }
+    return settings
+
+
+def _describe(fn: Any) -> str:
+    """A callable's name for the saved settings: a module's repr, else its qualified name."""
+    if isinstance(fn, nn.Module):
+        return repr(fn)
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+# -- the protocol --------------------------------------------------------------------------------
 def run_protocol(
-    train_set: Dataset,
-    test_set: Dataset,
-    model_factory: Callable[[], nn.Module],
+    train_set: Dataset | None = None,
+    test_set: Dataset | None = None,
+    model_factory: Callable[[], nn.Module] | None = None,
     *,
+    data: Callable[[int], tuple[Dataset, Dataset]] | None = None,
+    data_seed: int | None = None,
     config: ProtocolConfig | None = None,
     methods: Sequence[str | Method] = METHODS,
     optimizers: Sequence[str] = ("sgd",),
@@ -139,6 +179,10 @@ def run_protocol(
     setup: dict[str, Any] | None = None,
     jobs: int = 1,
     threads: int = 1,
+    loss_fn: Loss | None = None,
+    metric: Metric | None = None,
+    split_batch: SplitBatch | None = None,
+    diagnostics: bool = True,
 ) -> list[dict[str, Any]]:
     """Run the warm-start protocol of the DASH paper and return one record per experiment.
 
@@ -146,16 +190,31 @@ def run_protocol(
     chunks. At experiment ``j`` chunk ``j`` arrives; each method first acts on its model
     (see :class:`~torch_dash_optim.experiments.methods.Method`), then trains on chunks
     ``1..j`` until an epoch's train accuracy reaches ``config.threshold`` (or
-    ``config.max_epochs``), and is tested on ``test_set``. All methods of a seed start from
-    the same initial model and see the same chunks and batch orders.
+    ``config.max_epochs``), and is tested on the test set. All methods of a seed start from
+    the same initial model and see the same data, chunks and batch orders. The training
+    batches are balanced (:func:`~torch_dash_optim.experiments.loaders.batch_sizes`): an epoch
+    never ends in a batch of less than half the batch size. After each experiment the
+    plasticity diagnostics (the share of dormant units and the rank of the penultimate
+    features, :func:`torch_dash_optim.diagnostics.diagnose`) are measured on a fixed subsample
+    of the seed's training set. Before anything runs or is written,
+    :func:`~torch_dash_optim.experiments.checks.check_protocol` checks the inputs.
 
     Parameters
     ----------
     train_set, test_set:
-        Map-style datasets of ``(input, class index)``. Tensor-backed ones (``TensorDataset``
-        and subsets) are batched from device memory; others use a ``DataLoader``.
+        Map-style datasets of ``(input, class index)`` pairs, the same for every seed.
+        Tensor-backed ones (``TensorDataset`` and subsets) are batched from device memory;
+        others use a ``DataLoader``. Give these, or ``data``.
     model_factory:
         Returns a freshly initialised model (called under a seeded RNG).
+    data:
+        ``data(data_seed)`` returns a ``(train_set, test_set)`` pair: each seed of the run gets
+        the draw of its own data seed (e.g. a
+        :class:`~torch_dash_optim.experiments.datasets.DataSource`). Worker processes call it
+        themselves, so it must be cheap (cache what it reads) and, for ``jobs > 1``, picklable.
+    data_seed:
+        With ``data``: the data seed of every run seed; ``None`` (default): each seed's own
+        (run seed ``s`` trains on ``data(s)``). Saved with the settings and in each record.
     config:
         Hyperparameters (default: the authors', see :class:`ProtocolConfig`).
     methods:
@@ -170,7 +229,7 @@ def run_protocol(
         holds results is refused. Finished runs in ``out`` that are not asked for this time
         (other methods or seeds) keep their rows in the tables, after the others.
     device:
-        ``"cpu"``, ``"cuda"``, ...
+        ``"cpu"``, ``"cuda"``, ... (checked by :func:`~torch_dash_optim.experiments.checks.check_device`).
     workers:
         DataLoader workers for datasets that are not tensor-backed.
     progress:
@@ -184,13 +243,32 @@ def run_protocol(
         ``i % torch.cuda.device_count()``. The records are bit-identical to those of ``jobs=1``
         run with the same number of torch threads, and ``resume`` works the same. Workers need
         a picklable ``model_factory`` (a module-level function, class or
-        :func:`functools.partial`), picklable datasets and methods. On
-        :class:`KeyboardInterrupt` (Ctrl-C) the workers are stopped at once and what finished
-        is kept for ``resume``; while they run, a Ctrl-C is recorded and acted on between two
-        polls of the workers, never raised inside ``multiprocessing``'s own code.
+        :func:`functools.partial`), picklable data (datasets or ``data``), methods, loss,
+        metric and ``split_batch``. On :class:`KeyboardInterrupt` (Ctrl-C) the workers are
+        stopped at once and what finished is kept for ``resume``; while they run, a Ctrl-C is
+        recorded and acted on between two polls of the workers, never raised inside
+        ``multiprocessing``'s own code.
     threads:
         torch threads of each worker (``jobs > 1`` only; a run in this process uses the
         caller's setting).
+    loss_fn:
+        ``loss_fn(outputs, targets)``, the batch's mean loss, for training, testing and the
+        methods' gradient passes; ``None``: the cross-entropy (the targets are then class
+        indices). For regression or multi-label targets give it with ``metric``.
+    metric:
+        A :class:`~torch_dash_optim.experiments.training.Metric`: what ends each experiment's
+        training (its ``threshold``, instead of ``config.threshold`` on the train accuracy)
+        and what is tested. Its values go to the records' ``train_metric`` and
+        ``test_metric``, and ``train_acc``/``test_acc`` are then ``None``. ``None``: the
+        accuracy.
+    split_batch:
+        Turns each batch of the datasets, as collated, into ``(inputs, targets)``: e.g.
+        ``lambda b: (b["pixel_values"], b["label"])`` for a dataset of dicts. ``None``: the
+        items are ``(input, target)`` pairs.
+    diagnostics:
+        Measure the dormant share and feature rank after each experiment (on
+        :data:`~torch_dash_optim.experiments.protocol.DIAGNOSTIC_SAMPLES` training examples;
+        a few percent of the run's time).
 
     Returns
     -------
@@ -199,6 +277,9 @@ def run_protocol(
 
     Raises
     ------
+    ValueError, TypeError
+        For inputs that cannot work (see
+        :func:`~torch_dash_optim.experiments.checks.check_protocol`), before anything is written.
     OutputExistsError, SettingsMismatchError
         For an ``out`` that holds results without ``resume``, or other settings with it.
     ~torch_dash_optim.experiments.store.CorruptRunError
@@ -214,6 +295,21 @@ def run_protocol(
     ...                        progress=False)
     >>> [(r["method"], r["experiment"]) for r in records]
     [('warm', 1), ('warm', 2), ('dash', 1), ('dash', 2)]
+
+    Data drawn per seed, and a regression model (a loss, and a metric with its threshold):
+
+    >>> from torch_dash_optim.experiments.training import Metric
+    >>> def draw(seed):
+    ...     g = torch.Generator().manual_seed(seed)
+    ...     x = torch.randn(60, 4, generator=g)
+    ...     y = x.sum(1, keepdim=True)
+    ...     return TensorDataset(x[:40], y[:40]), TensorDataset(x[40:], y[40:])
+    >>> mae = Metric(lambda out, y: (out - y).abs().mean(1), threshold=0.1, higher_is_better=False, name="mae")
+    >>> records = run_protocol(model_factory=lambda: torch.nn.Linear(4, 1), data=draw, seeds=[0, 1],
+    ...                        loss_fn=torch.nn.MSELoss(), metric=mae, methods=["warm"],
+    ...                        config=ProtocolConfig(num_chunks=2, lr=0.1, max_epochs=3), progress=False)
+    >>> [(r["seed"], r["data_seed"], r["test_acc"], r["test_metric"] > 0) for r in records if r["experiment"] == 2]
+    [(0, 0, None, True), (1, 1, None, True)]
     """
     config = config or ProtocolConfig()
     by_name = _check_methods(methods)
@@ -224,10 +320,15 @@ def run_protocol(
         raise ValueError(f"jobs={jobs!r} must be an integer >= 1 (1: run everything in this process)")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads={threads!r} must be an integer >= 1")
-    device = torch.device(device)
-    settings = {"protocol": config.to_dict(), "setup": dict(setup or {})}
-    out_dir = Path(out) if out is not None else None
+    source, task = _inputs(train_set, test_set, model_factory, data, data_seed, config, device, workers, loss_fn,
+                           metric, split_batch, diagnostics)
+    assert model_factory is not None  # checked by _inputs
     runs = [(s, o, m) for s in seeds for o in optimizers for m in methods]
+    if jobs > 1 and len(runs) > 1:
+        _check_picklable(jobs, model_factory, source, task, by_name)
+    _preflight(source, model_factory, task, seeds[0])
+    settings = _settings(task, setup, source)
+    out_dir = Path(out) if out is not None else None
     kept: list[dict[str, Any]] = []
     if out_dir is not None:
         _prepare_out(out_dir, settings, resume)
@@ -244,26 +345,77 @@ def run_protocol(
         for key in runs:
             store = RunStore(out_dir, key[2], key[1], key[0]) if out_dir is not None else None
             if store is not None and store.load_records()[1]:  # finished before: no work, no worker
-                finished(key, _run_one(by_name[key[2]], key[1], key[0], [], None, model_factory, config, device,
-                                       workers, store, bar))
+                finished(key, _run_one(by_name[key[2]], key[1], key[0], None, model_factory, task, store, bar))
             else:
                 pending.append(key)
         if jobs == 1 or len(pending) <= 1:
-            test_loader = make_loader(test_set, config.test_batch_size, device=device, workers=workers)
-            chunks: dict[int, list[Any]] = {}
+            cache: dict[int, _SeedData] = {}
             for seed, opt_name, method in pending:
-                if seed not in chunks:
-                    chunks[seed] = split_chunks(train_set, config.num_chunks, torch.Generator().manual_seed(seed))
                 store = RunStore(out_dir, method, opt_name, seed) if out_dir is not None else None
+                data_of_seed = _cached_seed_data(cache, source, seed, task)
                 finished(
                     (seed, opt_name, method),
-                    _run_one(by_name[method], opt_name, seed, chunks[seed], test_loader, model_factory, config,
-                             device, workers, store, bar),
+                    _run_one(by_name[method], opt_name, seed, data_of_seed, model_factory, task, store, bar),
                 )
         else:
-            _run_parallel(pending, min(jobs, len(pending)), threads, train_set, test_set, model_factory, config,
-                          device, workers, out_dir, bar, finished, by_name)
+            _run_parallel(pending, min(jobs, len(pending)), threads, source, model_factory, task, out_dir, bar,
+                          finished, by_name)
     return [r for key in runs for r in done[key]]
+
+
+def _check_picklable(
+    jobs: int, model_factory: Callable[[], nn.Module], source: _Data, task: _Task, methods: dict[str, Method]
+) -> None:
+    """Everything a worker process receives must pickle; what does not is named, with the fix."""
+    parts: list[tuple[str, Any]] = [("model_factory", model_factory)]
+    parts += [("data", source.data)] if source.fixed is None else []  # datasets: too large to pickle twice
+    parts += [(name, getattr(task, name)) for name in ("loss_fn", "metric", "split_batch") if getattr(task, name)]
+    parts += [(f"method {n!r}", m) for n, m in methods.items()]
+    for what, obj in parts:
+        try:
+            pickle.dumps(obj)
+        except Exception as err:
+            raise ValueError(
+                f"jobs={jobs} runs the experiments in worker processes, which need a picklable {what} "
+                f"(a module-level function, class or functools.partial), not {obj!r} ({err}); "
+                "use jobs=1 or such a one"
+            ) from None
+
+
+@dataclasses.dataclass
+class _SeedData:
+    """One seed's data, as its runs use it: the chunks, the test loader and the diagnostics' subsample."""
+
+    draw: int | None
+    chunks: list[Subset]
+    test_loader: Any
+    probe: Any
+
+
+def _seed_data(source: _Data, seed: int, task: _Task) -> _SeedData:
+    """Load run seed ``seed``'s data, split it into chunks and build its loaders."""
+    config = task.config
+    train, test = source.load(seed)
+    chunks = split_chunks(train, config.num_chunks, torch.Generator().manual_seed(seed))
+    kwargs = dict(device=task.device, workers=task.workers, split_batch=task.split_batch)
+    test_loader = make_loader(test, config.test_batch_size, **kwargs)  # type: ignore[arg-type]
+    probe = None
+    if task.diagnostics:  # the same examples for every method and experiment of the seed
+        pool = ConcatDataset(chunks)
+        generator = torch.Generator().manual_seed(_experiment_seed(seed, config.num_chunks))  # no experiment's
+        order = torch.randperm(len(pool), generator=generator)
+        sample = Subset(pool, order[:DIAGNOSTIC_SAMPLES].tolist())
+        probe = make_loader(sample, config.test_batch_size, **kwargs)  # type: ignore[arg-type]
+    return _SeedData(source.draw(seed), chunks, test_loader, probe)
+
+
+def _cached_seed_data(cache: dict[int, _SeedData], source: _Data, seed: int, task: _Task) -> _SeedData:
+    """:func:`_seed_data`, keeping the last two seeds' (runs come seed by seed)."""
+    if seed not in cache:
+        while len(cache) >= 2:
+            cache.pop(next(iter(cache)))
+        cache[seed] = _seed_data(source, seed, task)
+    return cache[seed]
 
 
 def _worker_devices(device: torch.device, jobs: int) -> list[torch.device]:
@@ -291,11 +443,9 @@ class _QueueBar:
 
 
 def _init_worker(
-    train_set: Dataset,
-    test_set: Dataset,
+    source: _Data,
     model_factory: Callable[[], nn.Module],
-    config: ProtocolConfig,
-    workers: int,
+    task: _Task,
     out_dir: Path | None,
     threads: int,
     devices: Any,
@@ -308,17 +458,14 @@ def _init_worker(
     parent = mp.parent_process()
     if parent is not None:  # exit when the parent dies (killed, not interrupted): nothing is half-written
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
-    device = devices.get()
     _WORKER.update(
-        train_set=train_set,
+        source=source,
         model_factory=model_factory,
-        config=config,
-        workers=workers,
+        task=dataclasses.replace(task, device=devices.get()),
         out_dir=out_dir,
-        device=device,
         methods=methods,
         bar=_QueueBar(messages) if messages is not None else None,
-        test_loader=make_loader(test_set, config.test_batch_size, device=device, workers=workers),
+        cache={},
     )
 
 
@@ -329,13 +476,13 @@ def _exit_with(sentinel: int) -> None:
 
 
 def _work(key: tuple[int, str, str]) -> tuple[tuple[int, str, str], list[dict[str, Any]]]:
-    """Run one ``(seed, optimizer, method)`` in a worker; return the key and its records."""
+    """Run one ``(seed, optimizer, method)`` in a worker, loading the seed's data itself; return the key and records."""
     seed, opt_name, method = key
     w = _WORKER
-    chunks = split_chunks(w["train_set"], w["config"].num_chunks, torch.Generator().manual_seed(seed))
+    data_of_seed = _cached_seed_data(w["cache"], w["source"], seed, w["task"])
     store = RunStore(w["out_dir"], method, opt_name, seed) if w["out_dir"] is not None else None
-    records = _run_one(w["methods"][method], opt_name, seed, chunks, w["test_loader"], w["model_factory"], w["config"],
-                       w["device"], w["workers"], store, w["bar"])
+    records = _run_one(w["methods"][method], opt_name, seed, data_of_seed, w["model_factory"], w["task"], store,
+                       w["bar"])
     return key, records
 
 
@@ -343,37 +490,25 @@ def _run_parallel(
     pending: list[tuple[int, str, str]],
     jobs: int,
     threads: int,
-    train_set: Dataset,
-    test_set: Dataset,
+    source: _Data,
     model_factory: Callable[[], nn.Module],
-    config: ProtocolConfig,
-    device: torch.device,
-    workers: int,
+    task: _Task,
     out_dir: Path | None,
     bar: Any,
     finished: Callable[[tuple[int, str, str], list[dict[str, Any]]], None],
     methods: dict[str, Method],
 ) -> None:
     """Run ``pending`` in ``jobs`` worker processes, handing each finished run to ``finished`` in order."""
-    for what, obj in (("model_factory", model_factory), *((f"method {n!r}", m) for n, m in methods.items())):
-        try:
-            pickle.dumps(obj)
-        except Exception as err:
-            raise ValueError(
-                f"jobs={jobs} runs the experiments in worker processes, which need a picklable {what} "
-                f"(a module-level function, class or functools.partial), not {obj!r} ({err}); "
-                "use jobs=1 or such a one"
-            ) from None
     # Everything below runs with Ctrl-C recorded, never raised: multiprocessing's queues and the
     # pool are not safe against an exception between two bytecodes (a lock taken and not given
     # back deadlocks the queue's finalizer at exit). The loop polls the record and stops cleanly.
     with deferred_interrupts() as ctrl_c:
         ctx = mp.get_context("spawn")
         devices = ctx.Queue()
-        for d in _worker_devices(device, jobs):
+        for d in _worker_devices(task.device, jobs):
             devices.put(d)
         messages = ctx.Queue() if bar is not None else None
-        initargs = (train_set, test_set, model_factory, config, workers, out_dir, threads, devices, messages, methods)
+        initargs = (source, model_factory, task, out_dir, threads, devices, messages, methods)
         results: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
         order = list(pending)
         pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=initargs)
@@ -396,7 +531,7 @@ def _run_parallel(
             pool.shutdown(wait=True)
             _drain(messages, bar)
         except BaseException:
-            _stop_workers(pool)
+            stop_workers(pool)
             if out_dir is not None:  # temporary files of writes the stop cut short
                 for tmp in (out_dir / "runs").glob(".*.tmp*"):
                     tmp.unlink(missing_ok=True)
@@ -406,27 +541,6 @@ def _run_parallel(
                 if q is not None:
                     q.close()
                     q.join_thread()
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Stop the workers now: each has saved its finished experiments atomically, so nothing is lost."""
-    terminate = getattr(pool, "terminate_workers", None)
-    if terminate is not None:
-        terminate()
-        return
-    # ProcessPoolExecutor has no public way to stop running workers before Python 3.14
-    # (terminate_workers): before it, its process table is used.
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _drain(messages: Any, bar: Any) -> None:
     """Apply the workers' queued progress-bar calls to ``bar``."""
     if messages is None:
@@ -466,21 +580,23 @@ def _prepare_out(out: Path, settings: dict[str, Any], resume: bool) -> None:
     write_config(out, settings)
 
 
+
+
 def _run_one(
     method: Method,
     opt_name: str,
     seed: int,
-    chunks: list[Any],
-    test_loader: Any,
+    data: _SeedData | None,
     model_factory: Callable[[], nn.Module],
-    config: ProtocolConfig,
-    device: torch.device,
-    workers: int,
+    task: _Task,
     store: RunStore | None,
     bar: Any,
 ) -> list[dict[str, Any]]:
-    """Run one ``(seed, optimizer, method)`` over every chunk, from its checkpoint if any; return its records."""
-    name = method.name
+    """Run one ``(seed, optimizer, method)`` over every chunk, from its checkpoint if any; return its records.
+
+    ``data`` is ``None`` only for a run that ``store`` holds complete (nothing to run).
+    """
+    name, config, device = method.name, task.config, task.device
     records: list[dict[str, Any]] = []
     checkpoint = None
     if store is not None:
@@ -491,11 +607,14 @@ def _run_one(
             return records
         checkpoint = store.load_checkpoint()
         records = list(checkpoint["records"]) if checkpoint is not None else []
+    assert data is not None
+    chunks = data.chunks
     torch.manual_seed(seed)
     learner = method.new_learner(model_factory().to(device), opt_name, config)
     if checkpoint is not None:
         _restore(learner, checkpoint, device)
     _advance(bar, len(records), name, opt_name, seed, records)
+    loaders = dict(device=device, workers=task.workers, split_batch=task.split_batch)
 
     for j in range(len(records), config.num_chunks):
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -507,36 +626,54 @@ def _run_one(
                 opt_name,
                 config,
                 model_factory,
-                lambda seen=seen: make_loader(seen, len(chunks[0]), device=device, workers=workers),
+                lambda seen=seen: make_loader(seen, len(chunks[0]), **loaders),  # type: ignore[arg-type]
                 device,
+                loss_fn=task.loss_fn,
             )
             learner = method.on_new_data(learner, arrival)
         generator = torch.Generator().manual_seed(_experiment_seed(seed, j))
         loader = make_loader(
-            seen, config.batch_size, shuffle=True, generator=generator, device=device, workers=workers
+            seen, config.batch_size, shuffle=True, generator=generator, balanced=True, **loaders  # type: ignore[arg-type]
         )
         result = train_to_threshold(
-            learner.model, learner.optimizer, loader, config, sam=opt_name == "sam", penalty=learner.penalty
+            learner.model,
+            learner.optimizer,
+            loader,
+            config,
+            sam=opt_name == "sam",
+            penalty=learner.penalty,
+            loss_fn=task.loss_fn,
+            metric=task.metric,
         )
-        test_acc, test_loss = evaluate(learner.model, test_loader)
+        value, test_loss = evaluate(learner.model, data.test_loader, loss_fn=task.loss_fn, metric=task.metric)
+        diag_start = time.perf_counter()
+        dormant, rank = _plasticity(learner.model, data.probe)
+        diag_seconds = time.perf_counter() - diag_start
+        custom = task.metric is not None
         records.append(
             {
                 "method": name,
                 "optimizer": opt_name,
                 "seed": seed,
+                "data_seed": data.draw,
                 "experiment": j + 1,
                 "num_train": len(seen),
                 "epochs": result.epochs,
                 "steps": result.steps,
                 "train_acc": result.train_acc,
                 "train_loss": result.train_loss,
-                "test_acc": test_acc,
+                "test_acc": None if custom else value,
                 "test_loss": test_loss,
+                "train_metric": result.train_metric,
+                "test_metric": value if custom else None,
                 "diverged": result.diverged,
                 "dash_mean_factor": learner.info.get("dash_mean_factor"),
                 "dash_at_floor": learner.info.get("dash_at_floor"),
+                "dormant": dormant,
+                "feature_rank": rank,
                 "seconds": round(time.perf_counter() - start, 3),
                 "cpu_seconds": round(time.process_time() - cpu_start, 3),
+                "diagnostics_seconds": round(diag_seconds, 3) if data.probe is not None else None,
                 "dash_factors": learner.info.get("dash_factors"),
             }
         )
@@ -545,6 +682,19 @@ def _run_one(
             store.save(records, None if last else _state(learner))
         _advance(bar, 1, name, opt_name, seed, records)
     return records
+
+
+def _plasticity(model: nn.Module, probe: Any) -> tuple[float | None, int | None]:
+    """The dormant share and the penultimate feature rank of ``model`` over ``probe`` (``None``: not measured)."""
+    if probe is None:
+        return None, None
+    found = diagnose(_eager(model), probe, tau=DIAGNOSTIC_TAU, max_feature_rows=DIAGNOSTIC_SAMPLES)
+    dormant = found.dormant
+    rank = found.features.rank if found.features is not None else None
+    return (
+        None if dormant is None or not math.isfinite(dormant) else round(dormant, 6),
+        None if rank is None or (isinstance(rank, float) and not math.isfinite(rank)) else int(rank),
+    )
 
 
 def _state(learner: Learner) -> dict[str, Any]:
@@ -571,9 +721,10 @@ def _advance(bar: Any, n: int, method: str, opt_name: str, seed: int, records: l
     if bar is None or n == 0:
         return
     last = records[-1]
-    bar.set_postfix_str(
-        f"{method}/{opt_name} seed {seed} exp {last['experiment']}: "
-        f"test {100 * last['test_acc']:.1f}%, {last['steps']} steps",
-        refresh=False,
-    )
+    if last.get("test_acc") is not None:
+        score = f"test {100 * last['test_acc']:.1f}%"
+    else:
+        score = f"test metric {last.get('test_metric') or 0.0:.4g}"
+    bar.set_postfix_str(f"{method}/{opt_name} seed {seed} exp {last['experiment']}: {score}, {last['steps']} steps",
+                        refresh=False)
     bar.update(n)

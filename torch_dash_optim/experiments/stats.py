@@ -9,6 +9,11 @@ contains 0 (1 for the step ratio) is *not distinguishable*; with one seed there 
 interval. A run whose last experiment stopped at the epoch cap below the train-accuracy
 threshold is *capped*: its accuracy and steps are the cap's, and the verdict says so.
 
+Every verdict names its seed count and how firm it is: :meth:`Comparison.flips` drops each seed
+in turn and lists the seeds without which the verdict would read otherwise (a verdict that no
+single seed decides *holds without any one seed*; with two seeds, dropping one leaves no
+interval, so every verdict of two seeds rests on each of them).
+
 The summary (:mod:`.summary`), the plot (:mod:`.plot`) and the published blocks (rendered by
 the repository's ``scripts/render/``) all take their differences and the methods' names
 (:data:`LABELS`) from here.
@@ -21,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .methods import BUILTIN
+from .methods import ALIASES, BUILTIN
 
 __all__ = [
     "LABELS",
@@ -30,6 +35,7 @@ __all__ = [
     "Interval",
     "capped",
     "compare",
+    "firmness",
     "ratio_interval",
     "t_interval",
     "t_quantile",
@@ -40,9 +46,13 @@ __all__ = [
 #: The confidence level of every interval.
 LEVEL = 0.95
 
-#: Each built-in method's name in verdicts, tables and plots, from its ``Method.label``.
+#: Each built-in method's name in verdicts, tables and plots, from its ``Method.label`` (and the
+#: new method's label for a former name of :data:`~.methods.ALIASES`, found in older results).
 #: Other methods show their name.
-LABELS: dict[str, str] = {name: method.label for name, method in BUILTIN.items()}
+LABELS: dict[str, str] = {
+    **{name: method.label for name, method in BUILTIN.items()},
+    **{old: BUILTIN[new].label for old, new in ALIASES.items()},
+}
 
 
 def _t_two_sided(t: float, df: int) -> float:
@@ -243,6 +253,48 @@ class Comparison:
         """``DASH fewer`` (interval below 1), ``DASH more``, ``not distinguishable`` or ``one seed: no interval``."""
         return _verdict(self.steps, 1.0, f"{_label(self.method)} more", f"{_label(self.method)} fewer")
 
+    def flips(self, what: str = "accuracy") -> dict[int, str]:
+        """The seeds without which the verdict would read otherwise, each with that other verdict.
+
+        Each seed is left out in turn and the verdict recomputed on the others (leave one seed
+        out). An empty dict: no single seed decides the verdict.
+
+        Parameters
+        ----------
+        what:
+            ``"accuracy"`` or ``"steps"``.
+
+        Returns
+        -------
+        dict of int to str
+            Per seed whose omission changes the verdict, the verdict without it.
+
+        Examples
+        --------
+        >>> recs = [{"method": m, "optimizer": "sgd", "seed": s, "experiment": 2, "test_acc": a,
+        ...          "steps": 10, "epochs": 5, "train_acc": 1.0}
+        ...         for s, d in enumerate((0.02, 0.021, 0.019, -0.05)) for m, a in (("dash", 0.9 + d), ("warm", 0.9))]
+        >>> c = compare(recs)[0]
+        >>> c.accuracy_verdict(), c.flips()
+        ('not distinguishable', {3: 'DASH higher'})
+        """
+        if what not in ("accuracy", "steps"):
+            raise ValueError(f"what={what!r} must be 'accuracy' or 'steps'")
+        full = self.accuracy_verdict() if what == "accuracy" else self.steps_verdict()
+        out: dict[int, str] = {}
+        if len(self.seeds) < 2:
+            return out
+        for i, seed in enumerate(self.seeds):
+            if what == "accuracy":
+                iv = t_interval(self.points[:i] + self.points[i + 1 :])
+                verdict = _verdict(iv, 0.0, f"{_label(self.method)} higher", f"{_label(self.method)} lower")
+            else:
+                iv = ratio_interval(self.step_ratios[:i] + self.step_ratios[i + 1 :])
+                verdict = _verdict(iv, 1.0, f"{_label(self.method)} more", f"{_label(self.method)} fewer")
+            if verdict != full:
+                out[seed] = verdict
+        return out
+
 
 def _verdict(iv: Interval, null: float, above: str, below: str) -> str:
     """``above``/``below`` when the interval excludes ``null`` on that side, else what it cannot say."""
@@ -368,6 +420,55 @@ def _cap_note(c: Comparison, max_epochs: int | None) -> str:
     return f"; CAPPED: {' and '.join(parts)} stopped at {cap} below the threshold, so this is not a fair comparison"
 
 
+def firmness(c: Comparison, what: str = "accuracy") -> str:
+    """How firm a verdict is: its seed count, and whether any single seed decides it.
+
+    Parameters
+    ----------
+    c:
+        A comparison of :func:`compare`.
+    what:
+        ``"accuracy"`` or ``"steps"``.
+
+    Returns
+    -------
+    str
+        ``"1 seed"``; ``"5 seeds, holds without any one seed"``; ``"5 seeds; without seed 3:
+        not distinguishable"`` (every seed whose omission changes the verdict, with the verdict
+        then); or, for two seeds, ``"2 seeds; leaving either out leaves no interval"``.
+
+    Examples
+    --------
+    >>> recs = [{"method": m, "optimizer": "sgd", "seed": s, "experiment": 2, "test_acc": a,
+    ...          "steps": 10, "epochs": 5, "train_acc": 1.0}
+    ...         for s, d in enumerate((0.02, 0.021, 0.019)) for m, a in (("dash", 0.9 + d), ("warm", 0.9))]
+    >>> firmness(compare(recs)[0])
+    '3 seeds, holds without any one seed'
+    """
+    n = len(c.seeds)
+    if n < 2:
+        return f"{n} seed"
+    flips = c.flips(what)
+    if not flips:
+        return f"{n} seeds, holds without any one seed"
+    if n == 2:
+        return "2 seeds; leaving either out leaves no interval"
+    groups: dict[str, list[int]] = {}
+    for seed, verdict in flips.items():
+        groups.setdefault(verdict, []).append(seed)
+    parts = [
+        f"without seed {_join(seeds)}{' (any one of them)' if len(seeds) > 1 else ''}: {verdict}"
+        for verdict, seeds in groups.items()
+    ]
+    return f"{n} seeds; " + "; ".join(parts)
+
+
+def _join(seeds: Sequence[int]) -> str:
+    """``1``, ``1 or 2``, ``1, 2 or 3``."""
+    items = [str(s) for s in seeds]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
 def verdict_lines(comparisons: Sequence[Comparison], max_epochs: int | None = None) -> list[str]:
     """Two one-line verdicts per comparison: accuracy (points) and steps (ratio).
 
@@ -381,9 +482,10 @@ def verdict_lines(comparisons: Sequence[Comparison], max_epochs: int | None = No
     Returns
     -------
     list of str
-        e.g. ``DASH − Cold (random init): +0.40 [−0.20, +1.00] points, not distinguishable``
-        and ``DASH/Cold (random init) steps: 0.55× [0.50, 0.60], DASH fewer``; the optimizer
-        is named when there are several.
+        e.g. ``DASH − Cold (random init): +0.40 [−0.20, +1.00] points, not distinguishable (5
+        seeds, holds without any one seed)`` and ``DASH/Cold (random init) steps: 0.55× [0.50,
+        0.60], DASH fewer (5 seeds; without seed 2: not distinguishable)``: each with its seed
+        count and :func:`firmness`; the optimizer is named when there are several.
 
     Examples
     --------
@@ -393,22 +495,22 @@ def verdict_lines(comparisons: Sequence[Comparison], max_epochs: int | None = No
     ...                             ("warm", 0, 0.88, 50), ("warm", 1, 0.93, 60), ("warm", 2, 0.90, 50)]]
     >>> for line in verdict_lines(compare(recs)):
     ...     print(line)
-    DASH − Warm: +0.67 [−3.13, +4.46] points, not distinguishable (3 seeds)
-    DASH/Warm steps: 1.03× [0.90, 1.18], not distinguishable (3 seeds)
+    DASH − Warm: +0.67 [−3.13, +4.46] points, not distinguishable (3 seeds, holds without any one seed)
+    DASH/Warm steps: 1.03× [0.90, 1.18], not distinguishable (3 seeds, holds without any one seed)
     """
     several = len({c.optimizer for c in comparisons}) > 1
     lines = []
     for c in comparisons:
         ref, other = _label(c.method), _label(c.other)
         opt = f" ({c.optimizer.upper()})" if several else ""
-        n = f" ({c.accuracy.n} seed{'s' if c.accuracy.n != 1 else ''})"
         note = _cap_note(c, max_epochs)
         lines.append(
             f"{ref} − {other}{opt}: {_signed(c.accuracy.mean, 2)}{_bracket(c.accuracy, 2, True)} points, "
-            f"{c.accuracy_verdict()}{n}{note}"
+            f"{c.accuracy_verdict()} ({firmness(c, 'accuracy')}){note}"
         )
         lines.append(
-            f"{ref}/{other}{opt} steps: {c.steps.mean:.2f}×{_bracket(c.steps, 2, False)}, {c.steps_verdict()}{n}{note}"
+            f"{ref}/{other}{opt} steps: {c.steps.mean:.2f}×{_bracket(c.steps, 2, False)}, {c.steps_verdict()} "
+            f"({firmness(c, 'steps')}){note}"
         )
     return lines
 
@@ -447,6 +549,7 @@ def verdicts_markdown(
         f"{_label(method)} against each other method at the last experiment, paired by seed: the mean "
         f"difference in test accuracy (points) and the geometric mean ratio of training steps, each with its "
         f"{100 * LEVEL:.0f}% t interval over seeds. An interval that contains 0 (1 for steps) is "
-        "not distinguishable."
+        "not distinguishable. Each verdict names its seeds, and the seeds without which it would read "
+        "otherwise (leave one seed out)."
     )
     return head + "\n\n" + "\n".join(f"- {line}" for line in verdict_lines(comparisons, max_epochs))

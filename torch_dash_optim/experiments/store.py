@@ -39,10 +39,15 @@ __all__ = [
 ]
 
 #: Columns of ``experiments.csv`` and keys of each record in ``experiments.json``.
+#: ``data_seed`` is the seed the record's data were drawn with (``None`` for datasets given as
+#: such); ``train_metric``/``test_metric`` hold a user's metric (``train_acc``/``test_acc`` are
+#: then ``None``); ``dormant`` and ``feature_rank`` are the plasticity diagnostics after the
+#: experiment, which took ``diagnostics_seconds`` of its ``seconds``.
 RECORD_FIELDS: tuple[str, ...] = (
     "method",
     "optimizer",
     "seed",
+    "data_seed",
     "experiment",
     "num_train",
     "epochs",
@@ -51,11 +56,16 @@ RECORD_FIELDS: tuple[str, ...] = (
     "train_loss",
     "test_acc",
     "test_loss",
+    "train_metric",
+    "test_metric",
     "diverged",
     "dash_mean_factor",
     "dash_at_floor",
+    "dormant",
+    "feature_rank",
     "seconds",
     "cpu_seconds",
+    "diagnostics_seconds",
 )
 
 #: Columns of ``dash-factors.csv``: DASH's factors of one experiment, per layer kind.
@@ -337,7 +347,7 @@ def write_tables(out: Path, records: Iterable[dict[str, Any]], meta: dict[str, A
     >>> out = pathlib.Path(tempfile.mkdtemp())
     >>> write_tables(out, [{"method": "warm", "experiment": 1}], {"protocol": {}})
     >>> (out / "experiments.csv").read_text().splitlines()[1]
-    'warm,,,1,,,,,,,,,,,,'
+    'warm,,,,1,,,,,,,,,,,,,,,,,'
     """
     records = list(records)
     for name, fields, rows in (

@@ -1,7 +1,9 @@
 """The paper's summary table: four columns, mean (std) over seeds, rows = methods, SGD/SAM.
 
 Runs whose last experiment stopped at the epoch cap below the threshold are flagged (†); the
-paired comparisons and verdicts come from :mod:`.stats`.
+paired comparisons and verdicts come from :mod:`.stats`. Two tables per experiment follow:
+the training steps (:func:`steps_markdown`, where a step spike would show) and the plasticity
+diagnostics (:func:`diagnostics_markdown`).
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .config import OPTIMIZERS
+from .loaders import batch_sizes
 from .methods import BUILTIN, KIND_LABELS, LAYER_KINDS
 from .stats import LABELS, capped
 
 __all__ = [
     "FACTOR_STATS",
     "METRICS",
+    "diagnostics_markdown",
     "factor_markdown",
     "factor_summary",
     "method_order",
     "per_run",
+    "per_experiment",
+    "steps_markdown",
     "summarize",
     "summary_markdown",
 ]
@@ -291,3 +297,160 @@ def factor_markdown(records: Iterable[dict[str, Any]]) -> str:
     n = sorted({row["n"] for row in stats.values()})
     lines += ["", f"Averaged over {'/'.join(map(str, n))} DASH experiment(s) (every seed, experiments 2 and later)."]
     return "\n".join(lines)
+
+
+def per_experiment(records: Iterable[dict[str, Any]], key: str) -> dict[tuple[str, str], dict[int, float]]:
+    """The mean over seeds of ``record[key]``, per ``(method, optimizer)`` and experiment.
+
+    Records where ``key`` is missing or ``None`` are left out; an experiment none of whose
+    records has it is absent.
+
+    Parameters
+    ----------
+    records:
+        Experiment records, each with ``method``, ``optimizer`` and ``experiment``.
+    key:
+        The record's field, e.g. ``"steps"``, ``"dormant"`` or ``"feature_rank"``.
+
+    Returns
+    -------
+    dict
+        Per ``(method, optimizer)``, per experiment, the mean.
+
+    Examples
+    --------
+    >>> recs = [{"method": "warm", "optimizer": "sgd", "seed": s, "experiment": 1, "steps": n}
+    ...         for s, n in [(0, 10), (1, 20)]]
+    >>> per_experiment(recs, "steps")
+    {('warm', 'sgd'): {1: 15.0}}
+    """
+    values: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.get(key) is not None:
+            values[(r["method"], r["optimizer"])][int(r["experiment"])].append(float(r[key]))
+    return {k: {x: sum(v) / len(v) for x, v in sorted(by_exp.items())} for k, by_exp in values.items()}
+
+
+def _per_experiment_table(
+    records: list[dict[str, Any]], key: str, cell: Any, first: str = "Method"
+) -> tuple[list[str], list[int], list[str]]:
+    """Rows of a methods x experiments table of ``per_experiment(records, key)``."""
+    means = per_experiment(records, key)
+    experiments = sorted({x for by_exp in means.values() for x in by_exp})
+    order = method_order(m for m, _o in means)
+    opts = [o for o in OPTIMIZERS if any(k[1] == o for k in means)]
+    header = [first] + [str(x) for x in experiments]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in order:
+        for o in opts:
+            if (m, o) not in means:
+                continue
+            label = LABELS.get(m, m) + (f" ({o.upper()})" if len(opts) > 1 else "")
+            row = [cell(means[(m, o)][x]) if x in means[(m, o)] else "-" for x in experiments]
+            lines.append("| " + " | ".join([label, *row]) + " |")
+    return lines, experiments, opts
+
+
+def steps_markdown(records: Iterable[dict[str, Any]], batch_size: int | None = None) -> str:
+    """Return the mean training steps of each method at each experiment, as a markdown table.
+
+    A method whose training needs many more epochs at one experiment than at its neighbours
+    shows a spike in its row. The steps are epochs times batches per epoch; with
+    ``batch_size``, a first row gives the batches per epoch of each experiment (the balanced
+    rule of :func:`~torch_dash_optim.experiments.loaders.batch_sizes`: ``ceil(n / B)``
+    batches of ``n // k`` or ``n // k + 1`` examples) and the smallest batch.
+
+    Parameters
+    ----------
+    records:
+        Experiment records, each with ``method``, ``optimizer``, ``experiment``, ``steps``
+        (and ``num_train`` for the first row).
+    batch_size:
+        The protocol's batch size (``None``: no first row).
+
+    Returns
+    -------
+    str
+        The table and a note, or ``''`` without records.
+
+    Examples
+    --------
+    >>> recs = [{"method": "warm", "optimizer": "sgd", "seed": 0, "experiment": e, "steps": s,
+    ...          "num_train": 200 * e} for e, s in [(1, 20), (2, 30)]]
+    >>> print(steps_markdown(recs, 128).splitlines()[2])
+    | Batches per epoch (smallest batch) | 2 (100) | 4 (100) |
+    >>> print(steps_markdown(recs, 128).splitlines()[3])
+    | Warm | 20 | 30 |
+    """
+    records = list(records)
+    lines, experiments, _opts = _per_experiment_table(records, "steps", lambda v: f"{v:.0f}")
+    if not experiments:
+        return ""
+    if batch_size is not None:
+        sizes = {int(r["experiment"]): int(r["num_train"]) for r in records if r.get("num_train") is not None}
+        if sizes:
+            cells = []
+            for x in experiments:
+                split = batch_sizes(sizes[x], batch_size) if x in sizes else []
+                cells.append(f"{len(split)} ({split[-1]})" if split else "-")
+            lines.insert(2, "| " + " | ".join(["Batches per epoch (smallest batch)", *cells]) + " |")
+    seeds = len({r["seed"] for r in records})
+    note = f"Mean over {seeds} seed(s) of the optimizer steps at each experiment (columns: experiment)."
+    if batch_size is not None:
+        note += (
+            f" Batches are balanced: an epoch of n examples takes ceil(n / {batch_size}) batches of n // k or "
+            "n // k + 1 examples, so none holds less than half a batch."
+        )
+    return "\n".join([*lines, "", note])
+
+
+def diagnostics_markdown(records: Iterable[dict[str, Any]], tau: float | None = None) -> str:
+    """Return the plasticity diagnostics of each method after each experiment, as markdown.
+
+    The rank of the penultimate features (Kumar et al.'s srank, δ = 0.01) and the share of
+    dormant units (ReDo's τ-dormant), both measured after training on a fixed subsample of
+    the seed's training set (see :func:`~torch_dash_optim.experiments.run_protocol`), mean
+    over seeds. A dormant share that is zero everywhere is said in one sentence.
+
+    Parameters
+    ----------
+    records:
+        Experiment records with ``feature_rank`` and ``dormant`` (others are left out).
+    tau:
+        The dormancy threshold, for the note (``None``: not named).
+
+    Returns
+    -------
+    str
+        The tables, or ``''`` when no record has diagnostics.
+
+    Examples
+    --------
+    >>> recs = [{"method": "warm", "optimizer": "sgd", "seed": 0, "experiment": e, "feature_rank": r,
+    ...          "dormant": 0.0} for e, r in [(1, 60), (2, 50)]]
+    >>> print(diagnostics_markdown(recs).splitlines()[2])
+    | Warm | 60.0 | 50.0 |
+    """
+    records = list(records)
+    ranks, experiments, _ = _per_experiment_table(records, "feature_rank", lambda v: f"{v:.1f}", "Feature rank")
+    dormant, dormant_experiments, _ = _per_experiment_table(
+        records, "dormant", lambda v: f"{100 * v:.1f}", "Dormant units (%)"
+    )
+    if not experiments and not dormant_experiments:
+        return ""
+    seeds = len({r["seed"] for r in records})
+    parts = []
+    if experiments:
+        parts += [*ranks, ""]
+    shares = [r["dormant"] for r in records if r.get("dormant") is not None]
+    named = f" (τ = {tau:g})" if tau is not None else ""
+    if shares and any(v > 0 for v in shares):
+        parts += [*dormant, ""]
+    elif shares:
+        parts.append(f"No unit was dormant{named} after any experiment of any method and seed.\n")
+    parts.append(
+        f"Mean over {seeds} seed(s), measured after each experiment's training (columns: experiment) on a fixed "
+        "subsample of the seed's training set: the rank of the penultimate features (srank, δ = 0.01) and the "
+        f"share of dormant units{named}."
+    )
+    return "\n".join(parts)

@@ -22,13 +22,22 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor
 
 from . import require
-from ._data import ConvertedCollate, Mapped, check_pass_options, dataset_size, pass_batch_size, replay_loader
+from ._data import (
+    ConvertedCollate,
+    Mapped,
+    check_pass_options,
+    check_reiterable,
+    dataset_size,
+    pass_batch_size,
+    replay_loader,
+    with_pass_transform,
+)
 
 _pl = require("lightning.pytorch", "lightning", "torch_dash_optim.integrations.lightning")
 
@@ -36,7 +45,14 @@ from .._checks import check_losses as _check_losses  # noqa: E402
 from .._nesting import describe, optimizer_chain  # noqa: E402
 from ..report import DASHReport  # noqa: E402
 from ..wrapper import DASHWrapper, find_dash  # noqa: E402
+from ._figures import (  # noqa: E402
+    check_log_factors,
+    diagnostics_figures,
+    factor_figures,
+    plan_diagnostics,
+)
 from ._guard import guard_others  # noqa: E402
+from ._selection import check_patterns, selection_kwargs  # noqa: E402
 
 #: The attribute of the ``LightningModule`` that keeps the size of the training data it has
 #: been trained on, so that a new Trainer and a new callback know it.
@@ -146,6 +162,11 @@ class DASHCallback(_pl.Callback):
     Lightning re-reads a datamodule's ``train_dataloader`` only at a new ``fit`` or with
     ``Trainer(reload_dataloaders_every_n_epochs=1)``.
 
+    **Logging.** Each call's figures (see ``log_factors`` and ``diagnostics``) go through the
+    module's ``log_dict`` with ``on_step=False, on_epoch=True``, the only levels Lightning
+    allows in ``on_train_epoch_start``: the logger receives them when the epoch ends, with that
+    epoch's other epoch-level metrics. They are also kept in :attr:`metrics`.
+
     Parameters
     ----------
     loss_fn, batch_loss:
@@ -163,6 +184,16 @@ class DASHCallback(_pl.Callback):
         ``pass_loader(dataset) -> batches``: build the pass's loader yourself from the (main)
         training dataset, for example with a sampler of your own (all data, new data last).
         Excludes ``batch_size``, ``num_workers`` and ``collate_fn``.
+    pass_transform:
+        The transform the pass reads the training dataset with, in place of the dataset's own:
+        typically the evaluation transform, so that the pass sees the examples without
+        augmentation, as in the authors' code. It replaces the ``transform`` of a
+        torchvision-style dataset (also inside a ``ConcatDataset`` or ``Subset``) in a shallow
+        copy, or calls ``with_transform`` of a Hugging Face ``datasets.Dataset``; the training
+        dataset is not changed. A dataset with neither is refused with a ``TypeError`` when the
+        pass is built. Default ``None``: the pass replays the training dataset *with* its
+        transforms, random augmentation included. With ``pass_loader``, ``pass_loader``
+        receives the copy. Not applied to a loader given to :meth:`request`.
     num_workers:
         Workers of the pass's loader (default 0).
     collate_fn:
@@ -175,19 +206,37 @@ class DASHCallback(_pl.Callback):
         no record of it (see above). Default None: the module's record, else nothing.
     auto:
         Trigger on dataset growth (default). With ``False``, only :meth:`request` triggers.
+    include, exclude:
+        Glob patterns over the parameters' qualified names (``"*.attn.*"``, ``"lm_head.*"``),
+        passed to every call as :meth:`DASHWrapper.on_new_data
+        <torch_dash_optim.DASHWrapper.on_new_data>`'s ``include``/``exclude``. Default ``None``:
+        the wrapper's own selection.
     log_factors:
-        Log ``dash/mean_factor`` and ``dash/at_floor`` with ``pl_module.log`` (default).
+        What the callback logs of each call's factors through ``pl_module.log_dict``: ``True``
+        (default) the overall ``dash/mean_factor``, ``dash/min_factor`` and ``dash/at_floor`` and
+        the same per shrunk parameter (``dash/mean_factor/<param>``, ...); ``"summary"`` the
+        overall three only; ``False`` nothing.
+    diagnostics:
+        Measure the plasticity diagnostics (:func:`torch_dash_optim.diagnostics.diagnose`) over
+        the pass's loader and log them: ``True`` before the shrink, one forward pass without
+        gradients, logged as ``diag/<key>`` (``diag/dormant/<layer>``, ``diag/feature_rank``,
+        ...); or a dict of ``diagnose`` arguments (``tau``, ``layers``, ``max_batches``,
+        ``cosines``, ...) with ``"when"``: ``"before"`` (default), ``"after"`` (the shrunk model,
+        logged as ``diag_after/<key>``) or ``"both"``. Default ``False``.
 
     Attributes
     ----------
     reports:
         The :class:`~torch_dash_optim.DASHReport` of every call made by this callback.
+    metrics:
+        The figures of the last call, by key, as logged (empty before the first call).
 
     Warns
     -----
     UserWarning
         When growth cannot be seen (the main loader has no map-style dataset with a length),
-        or when a module trained before comes with no record of the data it saw.
+        when a module trained before comes with no record of the data it saw, or when
+        :meth:`run` is called from a hook where Lightning does not allow logging.
 
     Examples
     --------
@@ -204,27 +253,39 @@ class DASHCallback(_pl.Callback):
         batch_loss: Callable[[Any, Any], Tensor] | None = None,
         batch_size: int | str | None = None,
         pass_loader: Callable[[Any], Iterable[Any]] | None = None,
+        pass_transform: Callable[..., Any] | None = None,
         num_workers: int = 0,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         main_loader: str | int | None = None,
         seen: int | None = None,
         auto: bool = True,
-        log_factors: bool = True,
+        include: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] | None = None,
+        log_factors: bool | str = True,
+        diagnostics: bool | Mapping[str, Any] = False,
     ) -> None:
         _check_losses(loss_fn, batch_loss)
-        check_pass_options(batch_size, pass_loader)
+        check_pass_options(batch_size, pass_loader, pass_transform)
+        check_patterns(include, exclude, "DASHCallback")
+        check_log_factors(log_factors)
+        self._diagnostics = plan_diagnostics(diagnostics, "DASHCallback")
         if seen is not None and (not isinstance(seen, int) or isinstance(seen, bool) or seen < 0):
             raise ValueError(f"seen must be a non-negative int (a number of examples) or None; got {seen!r}")
         self.loss_fn = loss_fn
         self.batch_loss = batch_loss
         self.batch_size = batch_size
         self.pass_loader = pass_loader
+        self.pass_transform = pass_transform
         self.num_workers = num_workers
         self.collate_fn = collate_fn
         self.main_loader = main_loader
         self.auto = auto
+        self.include = include
+        self.exclude = exclude
         self.log_factors = log_factors
+        self.diagnostics = diagnostics
         self.reports: list[DASHReport] = []
+        self.metrics: dict[str, float] = {}
         self._seen: int | None = seen
         self._explicit: int | None = seen
         self._loaded = False
@@ -324,6 +385,11 @@ class DASHCallback(_pl.Callback):
         RuntimeError
             If the loss steps an optimizer or a scheduler; it is refused before the step, and
             weights, gradients and optimizer state are left as they were.
+
+        Notes
+        -----
+        With ``diagnostics`` measured after the shrink, an error there comes after the shrink:
+        the model is shrunk and the report is in :attr:`reports`.
         """
         dash = self._find(trainer)
         loss_fn, batch_loss = self.loss_fn, self.batch_loss
@@ -332,23 +398,58 @@ class DASHCallback(_pl.Callback):
             batch_loss = training_step_loss(pl_module)
         plugin = trainer.precision_plugin
         convert = plugin.convert_input if _converts_input(plugin) else None
+        plan = self._diagnostics
+        if plan is not None and loader is not None:
+            check_reiterable(loader, "DASHCallback")
         if loader is None:
             loader = self._pass_data(trainer, grown_by, convert)
         elif convert is not None:
             loader = Mapped(loader, convert)
         schedulers = [config.scheduler for config in getattr(trainer, "lr_scheduler_configs", [])]
-        with plugin.forward_context(), guard_others(
-            dash, trainer.optimizers, schedulers, pl_module, who="DASHCallback"
+        model = dash.model if dash.model is not None else pl_module
+        own = loss_fn is not None or batch_loss is not None
+        pass_loss = (batch_loss, loss_fn) if own else (dash.batch_loss, dash.loss_fn)
+
+        def measure(prefix: str) -> dict[str, float]:
+            assert plan is not None
+            with (
+                plugin.forward_context(),
+                guard_others(dash, trainer.optimizers, schedulers, pl_module, who="DASHCallback"),
+            ):
+                found = plan.measure(model, loader, *pass_loss, dash.config)
+            return diagnostics_figures(found, prefix)
+
+        before = measure("diag") if plan is not None and plan.before else {}
+        with (
+            plugin.forward_context(),
+            guard_others(dash, trainer.optimizers, schedulers, pl_module, who="DASHCallback"),
         ):
-            report = dash.on_new_data(loader, loss_fn=loss_fn, batch_loss=batch_loss)
-        self.reports.append(report)
-        if self.log_factors:
-            pl_module.log_dict(
-                {"dash/mean_factor": report.mean_factor, "dash/at_floor": report.at_floor},
-                on_step=False,
-                on_epoch=True,
+            report = dash.on_new_data(
+                loader, loss_fn=loss_fn, batch_loss=batch_loss, **selection_kwargs(self.include, self.exclude)
             )
+        self.reports.append(report)
+        figures = {**factor_figures(report, self.log_factors), **before}
+        self.metrics = figures
+        if plan is not None and plan.after:
+            figures.update(_after_shrink(measure, report))
+        self._log(pl_module, figures)
         return report
+
+    def _log(self, pl_module: Any, figures: dict[str, float]) -> None:
+        """Log through the module's ``log_dict`` where Lightning allows it; warn where it does not."""
+        if not figures:
+            return
+        try:
+            pl_module.log_dict(figures, on_step=False, on_epoch=True, batch_size=1)
+        except _pl.utilities.exceptions.MisconfigurationException as err:
+            hook = getattr(pl_module, "_current_fx_name", None)
+            warnings.warn(
+                f"DASHCallback could not log its figures from {hook or 'outside the Trainer'}: {err}. They are "
+                "in callback.metrics; call run() from a hook where Lightning allows self.log at epoch level "
+                "(on_train_epoch_start, as the callback does), or pass log_factors=False",
+                UserWarning,
+                stacklevel=3,
+            )
 
     # -- helpers -----------------------------------------------------------------------------
     def _has_loss(self, dash: DASHWrapper) -> bool:
@@ -398,15 +499,30 @@ class DASHCallback(_pl.Callback):
 
     def _pass_data(self, trainer: Any, grown_by: int | None, convert: Callable[[Any], Any] | None) -> Iterable[Any]:
         main, label, _ = self._main(trainer)
+        dataset = getattr(main, "dataset", None)
+        if self.pass_transform is not None:
+            if dataset is None or dataset_size(main) is None:
+                raise TypeError(
+                    f"DASHCallback(pass_transform=...) needs the {label} to have a map-style dataset with a "
+                    f"length (got {type(main).__name__}); pass pass_loader=fn or call callback.request(loader)"
+                )
+            dataset = with_pass_transform(dataset, self.pass_transform, who="DASHCallback")
         if self.pass_loader is not None:
-            data = self.pass_loader(getattr(main, "dataset", None))
+            data = self.pass_loader(dataset)
+            if self._diagnostics is not None:
+                check_reiterable(data, "DASHCallback")
             return Mapped(data, convert) if convert is not None else data
         collate = self.collate_fn if self.collate_fn is not None else getattr(main, "collate_fn", None)
         if convert is not None:
             collate = ConvertedCollate(collate, convert)
         size = pass_batch_size(self.batch_size, grown_by, getattr(main, "batch_size", None))
         return replay_loader(
-            main, batch_size=size, num_workers=self.num_workers, collate_fn=collate, who=f"DASHCallback ({label})"
+            main,
+            batch_size=size,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            who=f"DASHCallback ({label})",
+            dataset=dataset,
         )
 
     def _reference(self, pl_module: Any) -> int | None:
@@ -475,3 +591,16 @@ def _converts_input(plugin: Any) -> bool:
     """Whether the precision plugin changes the batches (``*-true`` precisions convert their dtype)."""
     base = getattr(_pl.plugins.precision, "Precision", None)
     return base is None or type(plugin).convert_input is not base.convert_input
+
+
+def _after_shrink(measure: Callable[[str], dict[str, float]], report: DASHReport) -> dict[str, float]:
+    """The diagnostics after the shrink; an error there says that the shrink was made."""
+    try:
+        return measure("diag_after")
+    except Exception as err:
+        if hasattr(err, "add_note"):
+            err.add_note(
+                f"DASHCallback: the diagnostics after the shrink failed; DASH's call {report.call} had already "
+                "shrunk the model (its report is in callback.reports)"
+            )
+        raise
