@@ -38,6 +38,7 @@ from .config import (
     PAPER_DATASETS,
     QUICK_PRESET,
     ProtocolConfig,
+    seeds_argument,
 )
 from .datasets import _MNIST_SCRIPT, DATASETS, GENERATED_DATASETS, DataSource, dataset_setup
 from .methods import BUILTIN
@@ -83,23 +84,6 @@ def _names(known: Sequence[str], what: str) -> Any:
         return names
 
     return parse
-
-
-def _seeds(text: str) -> list[int]:
-    """The argparse ``type`` of ``--seeds``: distinct integers >= 0."""
-    try:
-        seeds = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"seeds must be comma-separated integers such as 0,1,2; got {text!r}"
-        ) from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, such as 0,1,2; got {text!r}")
-    if _twice(seeds):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} names seed {', '.join(map(str, _twice(seeds)))} twice; give each seed once, e.g. 0,1,2"
-        )
-    return seeds
 
 
 def _kernels(text: str) -> list[int]:
@@ -266,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     seeds = g.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, help="one seed")
     seeds.add_argument(
-        "--seeds", type=_seeds, help=f"comma-separated seeds (default {','.join(map(str, DEFAULT_SEEDS))})"
+        "--seeds", type=seeds_argument, help=f"comma-separated seeds (default {','.join(map(str, DEFAULT_SEEDS))})"
     )
     g.add_argument(
         "--quick",

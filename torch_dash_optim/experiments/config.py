@@ -19,6 +19,7 @@ __all__ = [
     "QUICK_PRESET",
     "ProtocolConfig",
     "parse_seeds",
+    "seeds_argument",
 ]
 
 #: The warm-starting methods compared (see :func:`~torch_dash_optim.experiments.run_protocol`).
@@ -296,4 +297,31 @@ def parse_seeds(text: str) -> list[int]:
             seeds += list(range(first, last + 1))
         elif part:
             seeds.append(int(part))
+    return seeds
+
+
+def seeds_argument(text: str) -> list[int]:
+    """The argparse ``type`` of a ``--seeds`` option: distinct integers >= 0, comma-separated.
+
+    Raises :class:`argparse.ArgumentTypeError` with a message that names the bad value.
+
+    Examples
+    --------
+    >>> seeds_argument("0,1,2")
+    [0, 1, 2]
+    """
+    import argparse
+
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        message = f"seeds must be comma-separated integers such as 0,1,2; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, such as 0,1,2; got {text!r}")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names seed {', '.join(map(str, twice))} twice; give each seed once, e.g. 0,1,2"
+        )
     return seeds

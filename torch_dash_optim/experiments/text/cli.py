@@ -20,6 +20,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from ..config import seeds_argument
 from ..provenance import add_invocation
 from ..store import atomic_write
 from .compare import compare_last
@@ -45,24 +46,6 @@ def _csv(records: Sequence[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows({k: r.get(k) for k in RECORD_FIELDS} for r in records)
     return buffer.getvalue()
-
-
-def _seeds_arg(text: str) -> list[int]:
-    """``--seeds``: distinct integers >= 0, comma-separated."""
-    try:
-        seeds = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"seeds must be comma-separated integers such as 0,1,2; got {text!r}"
-        ) from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, such as 0,1,2; got {text!r}")
-    twice = sorted({s for s in seeds if seeds.count(s) > 1})
-    if twice:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} names seed {', '.join(map(str, twice))} twice; give each seed once, e.g. 0,1,2"
-        )
-    return seeds
 
 
 def _methods_arg(text: str) -> list[str]:
@@ -106,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cold, warm, Shrink & Perturb and DASH, held-out loss per stage, paired per-seed comparisons.",
     )
     p.add_argument("--out", type=Path, required=True, help="results folder")
-    p.add_argument("--seeds", type=_seeds_arg, help="comma-separated (default 0,1,2,3,4; --quick: 0,1)")
+    p.add_argument("--seeds", type=seeds_argument, help="comma-separated (default 0,1,2,3,4; --quick: 0,1)")
     p.add_argument("--methods", type=_methods_arg, default=list(METHODS), help=f"default {','.join(METHODS)}")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds; its numbers are not evidence")
     p.add_argument("--stdlib", type=Path, help="read the .py files of this folder instead of the standard library")
