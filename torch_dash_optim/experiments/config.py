@@ -303,7 +303,7 @@ def parse_seeds(text: str) -> list[int]:
 def seeds_argument(text: str) -> list[int]:
     """The argparse ``type`` of a ``--seeds`` option: distinct integers >= 0, comma-separated.
 
-    Raises :class:`argparse.ArgumentTypeError` with a message that names the bad value.
+    Raises ``argparse.ArgumentTypeError`` with a message that names the bad value.
 
     Examples
     --------
