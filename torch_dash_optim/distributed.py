@@ -215,12 +215,16 @@ def sharded_dash_factors_many(
     dims: Sequence[Sequence[int]],
     lambds: Sequence[float],
     eps: float = F.COSINE_EPS,
+    *,
+    groups: Sequence[int] | None = None,
 ) -> list[Tensor]:
     """DASH factors of many tensors, plain tensors and DTensor shards alike, identical on every rank.
 
     Plain tensors go through one grouped call of
     :func:`~torch_dash_optim.functional.dash_factors_many`; DTensor shards through
-    :func:`sharded_dash_factors`, one by one (each may need its all-reduce).
+    :func:`sharded_dash_factors`, one by one (each may need its all-reduce). A DTensor cut into
+    blocks of dim 0 (``groups > 1``: attention's stacked q/k/v bias) is small; its factors are
+    computed on the full tensor and handed to each rank for its shard.
 
     Parameters
     ----------
@@ -233,6 +237,9 @@ def sharded_dash_factors_many(
         The floor of each tensor's factors.
     eps:
         Lower clamp of each norm.
+    groups:
+        Per tensor, the number of equal blocks of dim 0 that no unit spans (see
+        :func:`~torch_dash_optim.functional.cosine_per_unit`); ``None``: 1 for every tensor.
 
     Returns
     -------
@@ -252,6 +259,9 @@ def sharded_dash_factors_many(
         raise ValueError(f"got {n} weights, {len(directions)} directions and {len(dims)} dims")
     if len(lambds) != n:
         raise ValueError(f"got {n} weights but {len(lambds)} lambds")
+    groups = [1] * n if groups is None else list(groups)
+    if len(groups) != n:
+        raise ValueError(f"got {n} weights but {len(groups)} groups")
     out: list[Tensor | None] = [None] * n
     plain = [i for i, w in enumerate(weights) if not is_dtensor(w)]
     grouped = F.dash_factors_many(
@@ -260,10 +270,25 @@ def sharded_dash_factors_many(
         [dims[i] for i in plain],
         [lambds[i] for i in plain],
         eps,
+        groups=[groups[i] for i in plain],
     )
     for i, f in zip(plain, grouped, strict=True):
         out[i] = f
     for i in range(n):
-        if out[i] is None:
+        if out[i] is None and groups[i] > 1:
+            out[i] = _block_factors(weights[i], directions[i], dims[i], lambds[i], eps, groups[i])
+        elif out[i] is None:
             out[i] = sharded_dash_factors(weights[i], directions[i], dims[i], lambds[i], eps)
     return out  # type: ignore[return-value]
+
+
+def _block_factors(
+    weight: Any, direction: Any, dims: Sequence[int], lambd: float, eps: float, groups: int
+) -> Tensor:
+    """Factors of a DTensor cut into blocks of dim 0, computed on the full tensor, for the local shard."""
+    from torch.distributed.tensor import DTensor, Replicate
+
+    full = F.dash_factors(weight.full_tensor(), direction.full_tensor(), dims, lambd, eps, groups=groups)
+    mesh = weight.device_mesh
+    replicated = DTensor.from_local(full, mesh, [Replicate()] * mesh.ndim, run_check=False)
+    return replicated.redistribute(mesh, weight.placements).to_local()

@@ -28,7 +28,7 @@ from ._checks import check_alpha, check_bool, check_choice, check_lambd, check_l
 from ._delegate import DelegatingOptimizer
 from ._interrupts import deferred_interrupts
 from ._nesting import describe, optimizer_chain, schedule_free_in_eval, set_eval_flag
-from .distributed import check_model, is_dtensor, local_tensor, sharded_dash_factors_many
+from .distributed import check_model, local_tensor, sharded_dash_factors_many
 from .gather import gather_direction
 from .report import DASHReport, param_reports
 from .selection import Selection, Target, check_group, check_patterns, migrate_group_keys, select
@@ -599,7 +599,13 @@ class DASHWrapper(DelegatingOptimizer):
                     continue
                 shrunk.append((target, direction))
             kept = [t for t, _ in shrunk]
-            factors = _factors(kept, [d for _, d in shrunk])
+            factors = sharded_dash_factors_many(
+                [t.param for t in kept],
+                [d for _, d in shrunk],
+                [t.dims for t in kept],
+                [t.lambd for t in kept],
+                groups=[t.groups for t in kept],
+            )
             shrunk = list(zip(kept, factors, strict=True))
         num_batches = result.num_batches
         del result  # frees the gathered directions before the shrink
@@ -831,53 +837,6 @@ def _names_params(groups: list[Any]) -> bool:
     """Whether saved param groups name their parameters (torch.distributed.checkpoint) rather than number them."""
     params = [p for g in groups if isinstance(g, dict) for p in g.get("params", ())]
     return bool(params) and all(isinstance(p, str) for p in params)
-
-
-def _factors(targets: list[Target], directions: list[Tensor]) -> list[Tensor]:
-    """The factors of every target: plain units in one grouped call, stacked layers (q/k/v thirds) on their own."""
-    out: list[Tensor | None] = [None] * len(targets)
-    plain = [i for i, t in enumerate(targets) if t.groups == 1]
-    for i, f in zip(
-        plain,
-        sharded_dash_factors_many(
-            [targets[i].param for i in plain],
-            [directions[i] for i in plain],
-            [targets[i].dims for i in plain],
-            [targets[i].lambd for i in plain],
-        ),
-        strict=True,
-    ):
-        out[i] = f
-    blocks = [i for i, t in enumerate(targets) if t.groups > 1 and not is_dtensor(t.param)]
-    for i, f in zip(
-        blocks,
-        F.dash_factors_many(
-            [targets[i].param for i in blocks],
-            [directions[i] for i in blocks],
-            [targets[i].dims for i in blocks],
-            [targets[i].lambd for i in blocks],
-            groups=[targets[i].groups for i in blocks],
-        ),
-        strict=True,
-    ):
-        out[i] = f
-    for i, t in enumerate(targets):
-        if out[i] is None:  # a DTensor whose units are blocks of dim 0: small (a bias), computed whole
-            out[i] = _sharded_block_factors(t, directions[i])
-    return out  # type: ignore[return-value]
-
-
-def _sharded_block_factors(target: Target, direction: Tensor) -> Tensor:
-    """Factors of a DTensor cut into blocks of dim 0, computed on the full tensor, for its local shard."""
-    from torch.distributed.tensor import DTensor, Replicate
-
-    param = target.param
-    full = F.dash_factors(
-        param.full_tensor(), direction.full_tensor(), target.dims, target.lambd, groups=target.groups  # type: ignore[attr-defined]
-    )
-    mesh, placements = param.device_mesh, param.placements  # type: ignore[attr-defined]
-    replicated = DTensor.from_local(full, mesh, [Replicate()] * mesh.ndim, run_check=False)
-    return replicated.redistribute(mesh, placements).to_local()
 
 
 def _units(target: Target, factors: Tensor) -> int:
