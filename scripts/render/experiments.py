@@ -29,6 +29,7 @@ from .format import (
     code,
     duration,
     folder_path,
+    join_words,
     load,
     seed_list,
     sgd_records,
@@ -192,17 +193,14 @@ def results_sentence(fmt: str, folder: str) -> str:
         firm = "" if not c.flips() else "; " + firmness(c).split("; ", 1)[1]
         groups[key].append(f"{LABELS.get(c.other, c.other)} ({with_interval(c.accuracy, ' points')}{firm}{cap})")
 
-    def join(items: list[str]) -> str:
-        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
     bold = "**"
     parts = []
     if groups["higher"]:
-        parts.append(f"{bold}higher than{bold} that of {join(groups['higher'])}")
+        parts.append(f"{bold}higher than{bold} that of {join_words(groups['higher'])}")
     if groups["lower"]:
-        parts.append(f"{bold}lower than{bold} that of {join(groups['lower'])}")
+        parts.append(f"{bold}lower than{bold} that of {join_words(groups['lower'])}")
     if groups["same"]:
-        parts.append(f"not distinguishable from that of {join(groups['same'])}")
+        parts.append(f"not distinguishable from that of {join_words(groups['same'])}")
     firm = sum(not c.flips() for c in comparisons)
     held = (
         "every one of these verdicts holds with any one seed left out"
@@ -484,12 +482,6 @@ def _seeds(c: Any) -> str:
     return f"{n} seed{'s' if n != 1 else ''}"
 
 
-def _join(items: Sequence[str], word: str = "and") -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {word} " + items[-1]
-
-
 def direction_sentence(fmt: str, *folders: str) -> str:
     """Whether DASH's direction is credited, from DASH's verdicts against the two controls of each folder.
 
@@ -519,7 +511,7 @@ def _direction(fmt: str, folder: str) -> str:
     by_other = {c.other: c for c in _comparisons(data)}
     missing = [m for m in CONTROLS if m not in by_other]
     if missing:
-        names = _join([LABELS.get(m, m) for m in missing])
+        names = join_words([LABELS.get(m, m) for m in missing])
         return (f"{where} has no run of {names} beside DASH, so it says nothing on whether DASH's direction "
                 "matters.")
     controls = [by_other[m] for m in CONTROLS]
@@ -534,7 +526,7 @@ def _direction(fmt: str, folder: str) -> str:
     if all(v.endswith("higher") for v in verdicts.values()):
         return (
             f"In {where} ({seeds}), {bold}DASH's direction is credited{bold}: at the last experiment DASH's test "
-            f"accuracy is higher than that of both controls, " + _join([item(c) for c in controls])
+            f"accuracy is higher than that of both controls, " + join_words([item(c) for c in controls])
             + " (DASH minus each, paired by seed, with its "
             f"{100 * LEVEL:.0f}% t interval), so which units DASH shrinks matters beyond how much each tensor "
             "shrinks."
@@ -542,7 +534,7 @@ def _direction(fmt: str, folder: str) -> str:
     if any(v.startswith("one seed") for v in verdicts.values()):
         return (
             f"In {where} (one seed), DASH's test accuracy minus that of the controls is "
-            + _join([f"{LABELS.get(c.other, c.other)} {with_interval(c.accuracy, ' points')}" for c in controls])
+            + join_words([f"{LABELS.get(c.other, c.other)} {with_interval(c.accuracy, ' points')}" for c in controls])
             + "; one seed gives no interval, so it says nothing on whether DASH's direction matters."
         )
     groups: dict[str, list[Any]] = {"same": [], "lower": [], "higher": []}
@@ -551,11 +543,11 @@ def _direction(fmt: str, folder: str) -> str:
         groups["higher" if v.endswith("higher") else "lower" if v.endswith("lower") else "same"].append(c)
     parts = []
     if groups["same"]:
-        parts.append("not distinguishable from that of " + _join([item(c) for c in groups["same"]]))
+        parts.append("not distinguishable from that of " + join_words([item(c) for c in groups["same"]]))
     if groups["lower"]:
-        parts.append(f"{bold}lower than{bold} that of " + _join([item(c) for c in groups["lower"]]))
+        parts.append(f"{bold}lower than{bold} that of " + join_words([item(c) for c in groups["lower"]]))
     if groups["higher"]:
-        parts.append("higher than that of " + _join([item(c) for c in groups["higher"]]))
+        parts.append("higher than that of " + join_words([item(c) for c in groups["higher"]]))
     return (
         f"In {where} ({seeds}), {bold}DASH's direction is not credited{bold}: at the last experiment DASH's test "
         "accuracy is " + "; ".join(parts) + f" (DASH minus each, paired by seed, with its {100 * LEVEL:.0f}% t "
@@ -630,7 +622,7 @@ def setting(fmt: str, folder: str) -> str:
     methods = method_order({r["method"] for r in records})
     seeds = sorted({int(r["seed"]) for r in records})
     protocol = data["protocol"]
-    names = _join([code(m, fmt) for m in methods])
+    names = join_words([code(m, fmt) for m in methods])
     return (
         f"{describe(data)}: {len(methods)} methods ({names}) on {len(seeds)} "
         f"seed{'s' if len(seeds) != 1 else ''} ({seed_list(seeds)}), {_data_rule(data)}; "

@@ -30,6 +30,7 @@ __all__ = [
     "duration",
     "folder_path",
     "folder_file",
+    "join_words",
     "load",
     "seed_list",
     "sgd_records",
@@ -141,6 +142,18 @@ def seed_list(seeds: Iterable[int]) -> str:
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}–{seeds[-1]}"
     return ", ".join(map(str, seeds))
+
+
+def join_words(items: Sequence[str], word: str = "and") -> str:
+    """``a``, ``a and b``, ``a, b and c``: a list in a sentence.
+
+    Examples
+    --------
+    >>> join_words(["a"]), join_words(["a", "b", "c"]), join_words(["a", "b"], "or")
+    ('a', 'a, b and c', 'a or b')
+    """
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {word} " + items[-1]
 
 
 def check_fmt(fmt: str) -> None:

@@ -21,7 +21,7 @@ from torch_dash_optim.experiments.provenance import read_provenance
 from torch_dash_optim.experiments.stats import LEVEL
 from torch_dash_optim.experiments.text import LABELS, CausalLM, compare_last, figure_title, plot_text, stage_table
 
-from .format import RESULTS, ROOT, bullets, check_fmt, code, duration, tabulate
+from .format import RESULTS, ROOT, bullets, check_fmt, code, duration, join_words, tabulate
 
 __all__ = [
     "COMMANDS",
@@ -191,13 +191,13 @@ def sentence(fmt: str, folder: str) -> str:
         groups.setdefault(key, []).append(f"{LABELS.get(c.other, c.other)} ({_interval(c)})")
     parts = []
     if groups["lower"]:
-        parts.append(f"**lower** (better) than that of {_join(groups['lower'])}")
+        parts.append(f"**lower** (better) than that of {join_words(groups['lower'])}")
     if groups["higher"]:
-        parts.append(f"**higher** (worse) than that of {_join(groups['higher'])}")
+        parts.append(f"**higher** (worse) than that of {join_words(groups['higher'])}")
     if groups["same"]:
-        parts.append(f"not distinguishable from that of {_join(groups['same'])}")
+        parts.append(f"not distinguishable from that of {join_words(groups['same'])}")
     if groups.get("no"):
-        parts.append(f"with one seed, not compared with that of {_join(groups['no'])}")
+        parts.append(f"with one seed, not compared with that of {join_words(groups['no'])}")
     n = len(comparisons[0].seeds)
     text = (f"At the last stage ({n} seeds; DASH minus each method, paired by seed, mean with its "
             f"{100 * LEVEL:.0f}% t interval, in nats per byte), DASH's held-out loss is " + "; ".join(parts) + ".")
@@ -206,17 +206,13 @@ def sentence(fmt: str, folder: str) -> str:
         verdict = {"Warm lower (better)": "lower than", "Warm higher (worse)": "higher than"}.get(c.verdict())
         warm.append(f"{verdict or 'not distinguishable from'} that of {LABELS.get(c.other, c.other)} ({_interval(c)})")
     if warm:
-        text += f" The warm start's is {_join(warm)}."
+        text += f" The warm start's is {join_words(warm)}."
     return text
 
 
 def _interval(c: Any) -> str:
     iv = c.interval
     return _signed(iv.mean) + ("" if iv.low is None else f" [{_signed(iv.low)}, {_signed(iv.high)}]")
-
-
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def factors(fmt: str, folder: str) -> str:

@@ -23,7 +23,18 @@ from torch_dash_optim.experiments.provenance import read_provenance
 from torch_dash_optim.experiments.stats import LABELS, LEVEL, compare, t_interval, verdict_lines
 from torch_dash_optim.experiments.tuning import tuned_records
 
-from .format import bullets, check_fmt, code, duration, folder_file, folder_path, seed_list, tabulate, with_interval
+from .format import (
+    bullets,
+    check_fmt,
+    code,
+    duration,
+    folder_file,
+    folder_path,
+    join_words,
+    seed_list,
+    tabulate,
+    with_interval,
+)
 
 __all__ = ["tuning_cost", "tuning_grid", "tuning_results", "tuning_sentence", "tuning_verdicts"]
 
@@ -216,16 +227,13 @@ def tuning_sentence(fmt: str, folder: str) -> str:
         key = "higher" if verdict.endswith("higher") else "lower" if verdict.endswith("lower") else "same"
         groups[key].append(f"{LABELS.get(c.other, c.other)} ({with_interval(c.accuracy, ' points')})")
 
-    def join(items: list[str]) -> str:
-        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
     parts = []
     if groups["higher"]:
-        parts.append("**higher than** that of " + join(groups["higher"]))
+        parts.append("**higher than** that of " + join_words(groups["higher"]))
     if groups["lower"]:
-        parts.append("**lower than** that of " + join(groups["lower"]))
+        parts.append("**lower than** that of " + join_words(groups["lower"]))
     if groups["same"]:
-        parts.append("not distinguishable from that of " + join(groups["same"]))
+        parts.append("not distinguishable from that of " + join_words(groups["same"]))
     sizes = sorted({len(v) for v in result["grid"].values()})
     n = sorted({len(c.seeds) for c in comparisons})
     firm = sum(not c.flips() for c in comparisons)
