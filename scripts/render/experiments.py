@@ -25,6 +25,7 @@ from .format import (
     FOLDERS,
     OTHER_FOLDERS,
     bullets,
+    by_verdict,
     check_fmt,
     code,
     duration,
@@ -185,13 +186,13 @@ def results_sentence(fmt: str, folder: str) -> str:
             f"At the last experiment, with one seed, DASH's test accuracy minus each other method's is: {diffs}; "
             "one seed gives no interval, so these numbers rank nothing."
         )
-    groups: dict[str, list[str]] = {"higher": [], "lower": [], "same": []}
-    for c in comparisons:
-        verdict = c.accuracy_verdict()
-        key = "higher" if verdict.endswith("higher") else "lower" if verdict.endswith("lower") else "same"
+
+    def item(c: Any) -> str:
         cap = f"; {LABELS.get(c.other, c.other)} stopped at the epoch cap" if c.other in c.capped else ""
         firm = "" if not c.flips() else "; " + firmness(c).split("; ", 1)[1]
-        groups[key].append(f"{LABELS.get(c.other, c.other)} ({with_interval(c.accuracy, ' points')}{firm}{cap})")
+        return f"{LABELS.get(c.other, c.other)} ({with_interval(c.accuracy, ' points')}{firm}{cap})"
+
+    groups = by_verdict(comparisons, item)
 
     bold = "**"
     parts = []
@@ -537,10 +538,7 @@ def _direction(fmt: str, folder: str) -> str:
             + join_words([f"{LABELS.get(c.other, c.other)} {with_interval(c.accuracy, ' points')}" for c in controls])
             + "; one seed gives no interval, so it says nothing on whether DASH's direction matters."
         )
-    groups: dict[str, list[Any]] = {"same": [], "lower": [], "higher": []}
-    for c in controls:
-        v = verdicts[c.other]
-        groups["higher" if v.endswith("higher") else "lower" if v.endswith("lower") else "same"].append(c)
+    groups = by_verdict(controls)
     parts = []
     if groups["same"]:
         parts.append("not distinguishable from that of " + join_words([item(c) for c in groups["same"]]))

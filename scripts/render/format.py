@@ -12,7 +12,7 @@ intervals, durations) the same way in every block.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "folder_path",
     "folder_file",
     "join_words",
+    "by_verdict",
     "load",
     "seed_list",
     "sgd_records",
@@ -142,6 +143,25 @@ def seed_list(seeds: Iterable[int]) -> str:
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}–{seeds[-1]}"
     return ", ".join(map(str, seeds))
+
+
+def by_verdict(comparisons: Iterable[Any], item: Callable[[Any], Any] = lambda c: c) -> dict[str, list[Any]]:
+    """``item(c)`` of each comparison, by DASH's accuracy verdict: ``"higher"``, ``"lower"`` or ``"same"``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as C
+    >>> cs = [C(other="cold", accuracy_verdict=lambda: "DASH higher"), C(other="sp", accuracy_verdict=lambda: "x")]
+    >>> by_verdict(cs, lambda c: c.other)
+    {'higher': ['cold'], 'lower': [], 'same': ['sp']}
+    """
+    groups: dict[str, list[Any]] = {"higher": [], "lower": [], "same": []}
+    for c in comparisons:
+        verdict = c.accuracy_verdict()
+        groups["higher" if verdict.endswith("higher") else "lower" if verdict.endswith("lower") else "same"].append(
+            item(c)
+        )
+    return groups
 
 
 def join_words(items: Sequence[str], word: str = "and") -> str:

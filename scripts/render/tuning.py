@@ -25,6 +25,7 @@ from torch_dash_optim.experiments.tuning import tuned_records
 
 from .format import (
     bullets,
+    by_verdict,
     check_fmt,
     code,
     duration,
@@ -221,11 +222,9 @@ def tuning_sentence(fmt: str, folder: str) -> str:
     result, report = _load(folder)
     protocol = result["protocol"]
     comparisons = compare(tuned_records(report, "tuned"), "dash", protocol["max_epochs"], protocol["threshold"])
-    groups: dict[str, list[str]] = {"higher": [], "lower": [], "same": []}
-    for c in comparisons:
-        verdict = c.accuracy_verdict()
-        key = "higher" if verdict.endswith("higher") else "lower" if verdict.endswith("lower") else "same"
-        groups[key].append(f"{LABELS.get(c.other, c.other)} ({with_interval(c.accuracy, ' points')})")
+    groups = by_verdict(
+        comparisons, lambda c: f"{LABELS.get(c.other, c.other)} ({with_interval(c.accuracy, ' points')})"
+    )
 
     parts = []
     if groups["higher"]:
